@@ -1,0 +1,50 @@
+# Every target creates .venv on first use and installs what it needs, so a fresh clone
+# needs only python3 (3.11+), make, and the system openssl/curl binaries.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+
+.PHONY: demo test lint ci bench bench-quick soak clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# One stamp per extra: re-install when pyproject.toml changes.
+$(VENV)/.stamp-base: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+$(VENV)/.stamp-bench: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	touch $@
+
+demo: $(VENV)/.stamp-base
+	$(PY) -m trio_tls demo
+
+test: $(VENV)/.stamp-dev
+	$(PY) -m pytest
+
+lint: $(VENV)/.stamp-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+ci: test lint
+
+bench: $(VENV)/.stamp-bench
+	$(PY) -m trio_tls bench --full --json notes/bench-latest.json --png notes/bench-latest.png
+
+bench-quick: $(VENV)/.stamp-bench
+	$(PY) -m trio_tls bench --quick
+
+soak: $(VENV)/.stamp-bench
+	$(PY) tests/soak.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info
