@@ -1,0 +1,493 @@
+"""Cancellation at every checkpoint of every public SSLStream operation.
+
+How "every checkpoint" is reached: :class:`_CancelAtStep` is a trio instrument that
+counts the schedule points of the task running the operation (``after_task_step``
+fires each time that task yields to the scheduler) and cancels the operation's scope
+right after the k-th one. The sweep runs the whole scenario again, on a fresh pair,
+for k = 1, 2, ... until the operation completes without being cancelled, so each
+yield the operation makes is hit once. Everything is deterministic: memory and
+lockstep transports, no clock.
+
+After each cancellation the scenario asserts what the issue asks for:
+
+- the stream is either usable (a full round trip works and the data is intact) or
+  reports itself broken: every later call raises ``trio.BrokenResourceError``;
+- no task hangs: the peer task must finish by itself once we close, and every case
+  runs under ``fail_after``;
+- ``aclose()`` closes the transport, even when ``aclose()`` itself is cancelled;
+- data that ``receive_some`` returned is never returned twice nor lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+import pytest
+import trio
+import trio.testing
+from trio.abc import Stream
+
+from trio_tls import SSLStream
+from trio_tls.testing import TLSTestCA, tls_lockstep_stream_pair, tls_memory_stream_pair
+from trio_tls.testing._certs import TLSVersionName
+
+TransportName = Literal["memory", "lockstep"]
+Pair = tuple[SSLStream[Stream], SSLStream[Stream]]
+#: Runs one scenario with the operation cancelled after its k-th schedule point and
+#: returns True when the operation completed anyway (the sweep is then over).
+Scenario = Callable[["PairMaker", "CancelAt"], Awaitable[bool]]
+PairMaker = Callable[[], Pair]
+CancelAt = Callable[[Callable[[], Awaitable[object]]], Awaitable[bool]]
+
+#: No operation here yields more than ~60 times; 200 bounds a runaway sweep.
+MAX_STEPS = 200
+#: Per scenario; a correct one takes milliseconds, so only a hang gets near this.
+CASE_TIMEOUT = 10.0
+#: Spans several TLS records (16 KiB each) in both directions.
+PAYLOAD_SIZE = 40_000
+#: Above SEND_CHUNK (256 KiB), so send_all's chunking loop is cancelled too.
+BIG_PAYLOAD_SIZE = 300_000
+
+
+class _CancelAtStep(trio.abc.Instrument):
+    """Cancels ``scope`` right after ``task`` has yielded for the ``k``-th time."""
+
+    def __init__(self, task: trio.lowlevel.Task, k: int, scope: trio.CancelScope) -> None:
+        self.task = task
+        self.k = k
+        self.scope = scope
+        self.steps = 0
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is self.task:
+            self.steps += 1
+            if self.steps == self.k:
+                self.scope.cancel()
+
+
+def _cancel_at(k: int) -> CancelAt:
+    async def run(operation: Callable[[], Awaitable[object]]) -> bool:
+        scope = trio.CancelScope()
+        instrument = _CancelAtStep(trio.lowlevel.current_task(), k, scope)
+        trio.lowlevel.add_instrument(instrument)
+        try:
+            with scope:
+                await operation()
+        finally:
+            trio.lowlevel.remove_instrument(instrument)
+        return not scope.cancelled_caught
+
+    return run
+
+
+def _payload(size: int, seed: int = 0) -> bytes:
+    """Deterministic, position-dependent bytes: a duplicate or a gap changes them."""
+    out = bytearray()
+    counter = 0
+    while len(out) < size:
+        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
+        counter += 1
+    return bytes(out[:size])
+
+
+async def _peer(operation: Callable[[], Awaitable[object]]) -> None:
+    """Run the peer's side; it may see our side break, and nothing else."""
+    with contextlib.suppress(trio.BrokenResourceError):
+        await operation()
+
+
+async def _receive_until_eof(stream: SSLStream[Stream], into: bytearray) -> None:
+    while data := await stream.receive_some():
+        into += data
+
+
+async def _receive_exactly(stream: SSLStream[Stream], size: int, into: bytearray) -> None:
+    while len(into) < size:
+        data = await stream.receive_some()
+        assert data, "EOF before all the data arrived"
+        into += data
+
+
+async def _handshake_both(client: SSLStream[Stream], server: SSLStream[Stream]) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.do_handshake)
+        nursery.start_soon(server.do_handshake)
+
+
+async def _is_broken(stream: SSLStream[Stream], *, receiver_busy: bool = False) -> bool:
+    """Probe once; if broken, check that every later call says so too.
+
+    ``receiver_busy``: another task is inside receive_some, so the receiving calls
+    would (rightly) raise BusyResourceError and are left out.
+    """
+    try:
+        await stream.do_handshake()
+    except trio.BrokenResourceError:
+        await _assert_broken_everywhere(stream, receiver_busy=receiver_busy)
+        return True
+    return False
+
+
+async def _assert_broken_everywhere(stream: SSLStream[Stream], *, receiver_busy: bool) -> None:
+    __tracebackhide__ = True
+    calls: list[Callable[[], Awaitable[object]]] = [
+        stream.do_handshake,
+        lambda: stream.send_all(b"late"),
+        stream.wait_send_all_might_not_block,
+        stream.send_eof,
+    ]
+    if not receiver_busy:
+        calls += [stream.receive_some, stream.unwrap]
+    for call in calls:
+        with pytest.raises(trio.BrokenResourceError):
+            await call()
+
+
+async def _assert_aclose_closes_transport(
+    stream: SSLStream[Stream], idle_peer: SSLStream[Stream] | None = None
+) -> None:
+    """``idle_peer``: a peer no task is reading from; it reads our close_notify here,
+    or on a lockstep transport aclose() would wait out its send bound."""
+    __tracebackhide__ = True
+    async with trio.open_nursery() as nursery:
+        if idle_peer is not None:
+            nursery.start_soon(_peer, lambda: _receive_until_eof(idle_peer, bytearray()))
+        await stream.aclose()
+    with pytest.raises(trio.ClosedResourceError):
+        await stream.transport_stream.send_all(b"x")
+    with pytest.raises(trio.ClosedResourceError):
+        await stream.send_all(b"x")
+
+
+async def _round_trip(client: SSLStream[Stream], server: SSLStream[Stream]) -> None:
+    """Both directions carry data intact: the stream is usable."""
+    got_by_server, got_by_client = bytearray(), bytearray()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.send_all, b"ping")
+        nursery.start_soon(_receive_exactly, server, 4, got_by_server)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.send_all, b"pong")
+        nursery.start_soon(_receive_exactly, client, 4, got_by_client)
+    assert (bytes(got_by_server), bytes(got_by_client)) == (b"ping", b"pong")
+
+
+# -- the scenarios: one per public operation ------------------------------------------
+
+
+async def _handshake_scenario(make: PairMaker, cancel_at: CancelAt, *, client_side: bool) -> bool:
+    client, server = make()
+    ours, theirs = (client, server) if client_side else (server, client)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_peer, theirs.do_handshake)
+        completed = await cancel_at(ours.do_handshake)
+        if await _is_broken(ours):
+            assert not completed
+            # Closing our transport must end the peer's handshake: no task hangs.
+            await _assert_aclose_closes_transport(ours)
+            return completed
+    await _round_trip(client, server)
+    await _assert_aclose_closes_transport(ours, theirs)
+    return completed
+
+
+async def handshake_client(make: PairMaker, cancel_at: CancelAt) -> bool:
+    return await _handshake_scenario(make, cancel_at, client_side=True)
+
+
+async def handshake_server(make: PairMaker, cancel_at: CancelAt) -> bool:
+    return await _handshake_scenario(make, cancel_at, client_side=False)
+
+
+async def implicit_handshake_two_tasks(make: PairMaker, cancel_at: CancelAt) -> bool:
+    """send_all starts the lazy handshake while receive_some waits for it (PITFALLS 1).
+
+    Cancelling the handshaking task must not leave the waiting task hanging: it
+    gets BrokenResourceError, or its data if the handshake had finished.
+    """
+    client, server = make()
+    received = bytearray()
+    outcome: list[type[BaseException] | None] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_peer, lambda: _echo_once(server))
+        async with trio.open_nursery() as inner:
+            inner.start_soon(_outcome_of, lambda: _receive_exactly(client, 4, received), outcome)
+            await trio.testing.wait_all_tasks_blocked()
+            completed = await cancel_at(lambda: client.send_all(b"echo"))
+            broken = await _is_broken(client, receiver_busy=True)
+            if broken:
+                # The waiter ends by itself if the handshake failed; if the send broke
+                # the stream after the handshake, closing it ends the waiter.
+                await _assert_aclose_closes_transport(client)
+    if broken:
+        assert not completed
+        # The waiter got its echo (the cancellation hit after the data went out),
+        # or learned that the stream broke; it never hangs.
+        assert outcome in ([None], [trio.BrokenResourceError], [trio.ClosedResourceError])
+        if outcome == [None]:
+            assert received == b"echo"
+        return completed
+    assert outcome == [None]
+    assert received == b"echo"
+    await _assert_aclose_closes_transport(client, server)
+    return completed
+
+
+async def _outcome_of(
+    operation: Callable[[], Awaitable[object]], into: list[type[BaseException] | None]
+) -> None:
+    try:
+        await operation()
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        into.append(type(exc))
+    else:
+        into.append(None)
+
+
+async def _echo_once(stream: SSLStream[Stream]) -> None:
+    data = bytearray()
+    await _receive_exactly(stream, 4, data)
+    await stream.send_all(data)
+
+
+async def receive_some(make: PairMaker, cancel_at: CancelAt) -> bool:
+    """Cancelled after the handshake, receive_some loses and repeats nothing."""
+    client, server = make()
+    await _handshake_both(client, server)
+    payload = _payload(PAYLOAD_SIZE)
+    got = bytearray()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.send_all, payload)
+        completed = await cancel_at(lambda: _receive_exactly(client, len(payload), got))
+        # Not broken, by contract: carry on from where the cancellation hit.
+        await _receive_exactly(client, len(payload), got)
+    assert got == payload
+    await _round_trip(client, server)
+    await _assert_aclose_closes_transport(client, server)
+    return completed
+
+
+async def _send_scenario(make: PairMaker, cancel_at: CancelAt, size: int) -> bool:
+    client, server = make()
+    await _handshake_both(client, server)
+    payload = _payload(size, seed=size)
+    seen = bytearray()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_peer, lambda: _receive_until_eof(server, seen))
+        completed = await cancel_at(lambda: client.send_all(payload))
+        broken = await _is_broken(client)
+        if not broken:
+            await client.send_all(b"END")
+        await _assert_aclose_closes_transport(client)
+    if broken:
+        # Documented: an unknown part went out. It must be a prefix, never garbage.
+        assert not completed
+        assert payload.startswith(seen)
+    elif completed:
+        assert seen == payload + b"END"
+    else:
+        assert seen == b"END", "cancelled, not broken, yet some data went out"
+    return completed
+
+
+async def send_all(make: PairMaker, cancel_at: CancelAt) -> bool:
+    return await _send_scenario(make, cancel_at, PAYLOAD_SIZE)
+
+
+async def send_all_chunked(make: PairMaker, cancel_at: CancelAt) -> bool:
+    return await _send_scenario(make, cancel_at, BIG_PAYLOAD_SIZE)
+
+
+async def wait_send_all_might_not_block(make: PairMaker, cancel_at: CancelAt) -> bool:
+    client, server = make()
+    await _handshake_both(client, server)
+    got = bytearray()
+    async with trio.open_nursery() as nursery:
+        # A receiving peer is what unblocks the wait on a lockstep transport.
+        nursery.start_soon(_receive_exactly, server, 4, got)
+        completed = await cancel_at(client.wait_send_all_might_not_block)
+        assert not await _is_broken(client), "a cancelled wait must not break the stream"
+        await client.send_all(b"more")
+    assert got == b"more"
+    await _assert_aclose_closes_transport(client, server)
+    return completed
+
+
+async def send_eof(make: PairMaker, cancel_at: CancelAt) -> bool:
+    client, server = make()
+    await _handshake_both(client, server)
+    seen = bytearray()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_peer, lambda: _receive_until_eof(server, seen))
+        completed = await cancel_at(client.send_eof)
+        if await _is_broken(client):
+            assert not completed
+            await _assert_aclose_closes_transport(client)
+            return completed
+        await client.send_eof()  # finishes the job, or does nothing the second time
+    assert seen == b""
+    # Half-closed: the other direction still works.
+    got = bytearray()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.send_all, b"after")
+        nursery.start_soon(_receive_exactly, client, 5, got)
+    assert got == b"after"
+    await _assert_aclose_closes_transport(client)
+    return completed
+
+
+async def unwrap(make: PairMaker, cancel_at: CancelAt) -> bool:
+    client, server = make()
+    await _handshake_both(client, server)
+    async with trio.open_nursery() as nursery:
+        # The peer answers our close_notify; unwrapping at the same moment on both
+        # sides would deadlock a zero-buffer transport (both send before reading).
+        nursery.start_soon(_peer, lambda: _answer_close_notify(server))
+        completed = await cancel_at(client.unwrap)
+        if not completed:
+            assert await _is_broken(client), "a cancelled unwrap must leave the stream broken"
+            await _assert_aclose_closes_transport(client)
+            return completed
+    # The plain transport is handed back intact: raw bytes still flow both ways.
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.transport_stream.send_all, b"raw")
+        assert await server.transport_stream.receive_some() == b"raw"
+    # The transport now belongs to the caller: aclose() leaves it alone.
+    await client.aclose()
+    with pytest.raises(trio.ClosedResourceError):
+        await client.send_all(b"x")
+    await client.transport_stream.aclose()
+    return completed
+
+
+async def _answer_close_notify(stream: SSLStream[Stream]) -> None:
+    await _receive_until_eof(stream, bytearray())
+    await stream.unwrap()
+
+
+async def _aclose_scenario(make: PairMaker, cancel_at: CancelAt, *, handshake: bool) -> bool:
+    client, server = make()
+    if handshake:
+        await _handshake_both(client, server)
+    seen = bytearray()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_peer, lambda: _receive_until_eof(server, seen))
+        completed = await cancel_at(client.aclose)
+        # Whatever happened, the transport is closed: the peer must see the end.
+        with pytest.raises(trio.ClosedResourceError):
+            await client.transport_stream.send_all(b"x")
+    assert seen == b""
+    await _assert_aclose_closes_transport(client)  # a second aclose is harmless
+    return completed
+
+
+async def aclose(make: PairMaker, cancel_at: CancelAt) -> bool:
+    return await _aclose_scenario(make, cancel_at, handshake=True)
+
+
+async def aclose_before_handshake(make: PairMaker, cancel_at: CancelAt) -> bool:
+    return await _aclose_scenario(make, cancel_at, handshake=False)
+
+
+SCENARIOS: list[Scenario] = [
+    handshake_client,
+    handshake_server,
+    implicit_handshake_two_tasks,
+    receive_some,
+    send_all,
+    send_all_chunked,
+    wait_send_all_might_not_block,
+    send_eof,
+    unwrap,
+    aclose,
+    aclose_before_handshake,
+]
+
+
+@pytest.fixture(scope="module")
+def cancel_ca() -> TLSTestCA:
+    return TLSTestCA()
+
+
+def _pair_maker(
+    ca: TLSTestCA, transport: TransportName, version: TLSVersionName, https_compatible: bool
+) -> PairMaker:
+    make_pair = tls_memory_stream_pair if transport == "memory" else tls_lockstep_stream_pair
+    client_ctx = ca.client_context(version=version)
+    server_ctx = ca.server_context(version=version)
+
+    def make() -> Pair:
+        return make_pair(
+            client_context=client_ctx,
+            server_context=server_ctx,
+            https_compatible=https_compatible,
+        )
+
+    return make
+
+
+async def sweep(scenario: Scenario, make: PairMaker) -> int:
+    """Cancel at k = 1, 2, ... until the operation completes; return that k."""
+    for k in range(1, MAX_STEPS + 1):
+        with trio.fail_after(CASE_TIMEOUT):
+            if await scenario(make, _cancel_at(k)):
+                return k
+    pytest.fail(f"{scenario.__name__} still cancelled after {MAX_STEPS} schedule points")
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+@pytest.mark.parametrize("transport", ["memory", "lockstep"])
+@pytest.mark.parametrize("version", ["1.2", "1.3"], ids=["tls12", "tls13"])
+@pytest.mark.parametrize("https_compatible", [False, True], ids=["standard", "https"])
+async def test_cancel_at_every_checkpoint(
+    scenario: Scenario,
+    transport: TransportName,
+    version: TLSVersionName,
+    https_compatible: bool,
+    cancel_ca: TLSTestCA,
+    record_property: Callable[[str, object], None],
+) -> None:
+    make = _pair_maker(cancel_ca, transport, version, https_compatible)
+    points = await sweep(scenario, make)
+    # The operation yielded at least once, so at least one cancellation was tested.
+    assert points >= 2
+    record_property("cancellation_points", points - 1)
+
+
+async def test_instrument_cancels_at_the_requested_step() -> None:
+    """The harness itself: cancelling after step k leaves exactly k steps done."""
+    steps_done = 0
+
+    async def three_checkpoints() -> None:
+        nonlocal steps_done
+        for _ in range(3):
+            await trio.lowlevel.checkpoint()
+            steps_done += 1
+
+    for k in (1, 2, 3):
+        steps_done = 0
+        assert not await _cancel_at(k)(three_checkpoints)
+        assert steps_done == k - 1
+    steps_done = 0
+    assert await _cancel_at(4)(three_checkpoints)
+    assert steps_done == 3
+
+
+async def test_unwrap_cancelled_after_close_notify_reports_broken(cancel_ca: TLSTestCA) -> None:
+    """Regression (found by the sweep): unwrap() cancelled while it waits for the
+    peer's close_notify must leave the stream broken, as its other cancellation
+    points do. Our close_notify is already out, so the TLS connection cannot carry
+    data any more; a stream still "open" would accept do_handshake() and then fail
+    send_all() with an SSLError that blames the peer."""
+    client, server = tls_memory_stream_pair(
+        client_context=cancel_ca.client_context(), server_context=cancel_ca.server_context()
+    )
+    await _handshake_both(client, server)
+    with trio.move_on_after(0.05) as scope:
+        await client.unwrap()  # the peer never answers: blocks after sending
+    assert scope.cancelled_caught
+    assert await server.receive_some() == b"", "our close_notify did go out"
+    await _assert_broken_everywhere(client, receiver_busy=False)
+    await _assert_aclose_closes_transport(client)
