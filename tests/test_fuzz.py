@@ -591,6 +591,36 @@ async def test_proxy_bit_flip_in_application_record_breaks_both_sides(env: FuzzE
         assert client_result.outcome == "broken"
 
 
+@pytest.mark.parametrize(
+    ("version", "echo_chunk"),
+    [
+        # Server-to-client chunks: TLS 1.2 sends its flight, then ticket + Finished,
+        # then the echo; a TLS 1.3 server's tickets wait for its first write and
+        # leave together with the echo as its second chunk.
+        pytest.param("1.2", 2, id="tls12"),
+        pytest.param("1.3", 1, id="tls13"),
+    ],
+)
+async def test_bad_record_after_a_good_one_keeps_the_good_data(
+    env: FuzzEnv, version: TLSVersionName, echo_chunk: int
+) -> None:
+    """Regression (found by the fuzzer under ``make soak``): one chunk of ciphertext
+    holding a good record and then a corrupted one. The reader must return the good
+    record's plaintext, then report the bad one as BrokenResourceError.
+
+    It raised ``BufferError: Existing exports of data`` out of receive_some instead:
+    TLSEngine._read_into keeps the SSLError for the next read, and that exception's
+    traceback holds the frame of ``ssl.SSLObject.read``, whose ``buffer`` argument
+    is a slice of the read buffer, so ``del buf[got:]`` cannot resize it.
+    """
+    # The echo (20 KiB) is two records: 16 KiB, then 4 KiB. 100 bytes before the end
+    # of the chunk is inside the second one.
+    flip = Tamper(to_server=False, chunk=echo_chunk, flips=((-100, 0),), cut=None)
+    client_result, _ = await run_through_proxy(env, version, flip, https_compatible=False)
+    assert client_result.outcome == "broken"
+    assert len(client_result.received) == 2**14
+
+
 # -- over real sockets, counting file descriptors -------------------------------------
 
 
