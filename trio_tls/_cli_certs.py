@@ -76,8 +76,9 @@ class CertInfo:
             "ip_addresses": list(self.ip_addresses),
             "not_before": self.not_before.isoformat(),
             "not_after": self.not_after.isoformat(),
-            # Negative once expired; floor division matches the text output.
-            "days_left": (self.not_after - now) // datetime.timedelta(days=1),
+            # Negative once expired. Whole days toward zero, as the text says them:
+            # expired 3 days and 2 hours ago is -3, like "expired 3 days ago".
+            "days_left": int((self.not_after - now) / datetime.timedelta(days=1)),
             "key_type": self.key_type,
             "sha256": self.sha256,
         }
