@@ -31,6 +31,7 @@ import pytest
 import trio
 import trustme
 
+import trio_tls
 from trio_tls import _cli
 from trio_tls._cli_certs import parse_der
 from trio_tls._cli_connect import parse_address
@@ -169,7 +170,7 @@ async def presenting(cert: trustme.LeafCert, version: str) -> AsyncIterator[int]
     pinned = ssl.TLSVersion.TLSv1_2 if version == "--tls1.2" else ssl.TLSVersion.TLSv1_3
     ctx.minimum_version = ctx.maximum_version = pinned
 
-    async def drain(stream: trio.SSLStream[trio.SocketStream]) -> None:
+    async def drain(stream: trio_tls.SSLStream[trio.SocketStream]) -> None:
         # The client refuses the certificate (or looks and leaves): both are fine here.
         with contextlib.suppress(trio.BrokenResourceError):
             while await stream.receive_some():
@@ -178,7 +179,7 @@ async def presenting(cert: trustme.LeafCert, version: str) -> AsyncIterator[int]
 
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(
-            partial(trio.serve_ssl_over_tcp, drain, 0, ctx, host="127.0.0.1")
+            partial(trio_tls.serve_ssl_over_tcp, drain, 0, ctx, host="127.0.0.1")
         )
         yield listeners[0].transport_listener.socket.getsockname()[1]
         nursery.cancel_scope.cancel()
@@ -285,13 +286,21 @@ def test_connect_key_needs_cert(capsys: pytest.CaptureFixture[str]) -> None:
 def test_demo(flag: str, version: str) -> None:
     result = run_cli("demo", flag)
     assert result.returncode == 0, result.stderr
-    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith("  ")}
-    # Two value columns, client then server, both negotiated the same thing.
-    assert rows["version"].split()[1:] == [version, version]
-    assert rows["ALPN"].split()[1:] == ["trio-tls-demo", "trio-tls-demo"]
-    assert rows["handshake"].count(" ms") == 2
-    assert rows["sent"].count("(65,536 B)") == 2
-    assert rows["received"].count("(65,536 B)") == 2
+    # label, client, server: columns are separated by at least two spaces.
+    block = result.stdout.split("\n\n")[1]  # between the title and the conclusion
+    table = [re.split(r" {2,}", line.strip()) for line in block.splitlines()]
+    assert table[0] == ["client", "server"]
+    rows = {label: values for label, *values in table[1:]}
+    assert rows["version"] == [version, version]
+    assert rows["ALPN"] == ["trio-tls-demo", "trio-tls-demo"]
+    assert all(value.endswith(" ms") for value in rows["handshake"])
+    for label in ("data sent", "data received"):
+        assert rows[label] == ["64.0 KiB (65,536 B)"] * 2
+    # Ciphertext is the data plus the handshake and some record overhead.
+    for label in ("wire sent", "wire received"):
+        for value in rows[label]:
+            wire = int(re.fullmatch(r".* \(([\d,]+) B\)", value)[1].replace(",", ""))  # type: ignore[index]
+            assert 65_536 < wire < 70_000
     assert "echoed 65,536 bytes intact" in result.stdout
 
 

@@ -16,7 +16,7 @@ import datetime
 import re
 import ssl
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import trio
 
@@ -30,13 +30,14 @@ from ._cli_failure import (
     verification_error,
 )
 from ._cli_tls import Summary, add_version_flags, client_context, parse_alpn, summarize
+from ._stream import SSLStream
 
 #: Stop reading the server's reply after this much; this is a debugging tool.
 MAX_RECEIVE = 1 << 20
 #: close_notify is a courtesy; never let a peer that does not read hold us up.
 CLOSE_TIMEOUT = 1.0
 
-Stream = trio.SSLStream[trio.SocketStream]
+Stream = SSLStream[trio.SocketStream]
 
 
 @dataclass(frozen=True)
@@ -234,19 +235,15 @@ async def attempt(
     opts: ConnectOptions, ctx: ssl.SSLContext, *, session: ssl.SSLSession | None = None
 ) -> tuple[Outcome, ssl.SSLSession | None]:
     tcp, tcp_seconds = await _open_tcp(opts)
-    stream = trio.SSLStream(tcp, ctx, server_hostname=opts.expected_name)
-    if session is not None:
-        stream.session = session
+    stream = SSLStream(tcp, ctx, server_hostname=opts.expected_name, session=session)
     try:
-        handshake_seconds = await _handshake(stream, opts)
+        await _handshake(stream, opts)
         # Read these before talking: an alert from the server afterwards leaves
         # the SSL object unable to answer (getpeercert: "handshake not done yet").
-        negotiated = summarize(stream, handshake_seconds=handshake_seconds)
+        negotiated = summarize(stream)
         chain, complete = peer_chain(stream)
         received, note = await _converse(stream, opts, negotiated.version)
-        summary = replace(
-            negotiated, bytes_sent=len(opts.send or b""), bytes_received=len(received)
-        )
+        summary = negotiated.counted(stream.statistics())
         outcome = Outcome(summary, tcp_seconds, parse_chain(chain), complete, received, note)
         return outcome, stream.session
     finally:
@@ -267,8 +264,7 @@ async def _open_tcp(opts: ConnectOptions) -> tuple[trio.SocketStream, float]:
     return tcp, time.perf_counter() - start
 
 
-async def _handshake(stream: Stream, opts: ConnectOptions) -> float:
-    start = time.perf_counter()
+async def _handshake(stream: Stream, opts: ConnectOptions) -> None:
     try:
         with trio.fail_after(opts.timeout):
             await stream.do_handshake()
@@ -279,7 +275,6 @@ async def _handshake(stream: Stream, opts: ConnectOptions) -> float:
         if refused is None:
             raise Failure(explain(exc)) from exc
         raise CertificateRefused(refused) from exc
-    return time.perf_counter() - start
 
 
 async def _converse(
@@ -406,8 +401,7 @@ def _text(opts: ConnectOptions, outcome: Outcome) -> list[str]:
         ("TCP connect", out.duration(outcome.tcp_seconds)),
         *outcome.summary.rows(),
         ("verified", verified),
-        ("sent", out.size(outcome.summary.bytes_sent)),
-        ("received", out.size(outcome.summary.bytes_received)),
+        *outcome.summary.traffic_rows(),
     ]
     if opts.reconnect:
         rows.insert(4, ("reconnected", "yes, offering the first connection's session"))

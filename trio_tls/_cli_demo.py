@@ -20,6 +20,8 @@ import trustme
 from . import _cli_output as out
 from ._cli_failure import Failure, explain
 from ._cli_tls import Summary, add_version_flags, bound_address, pin_version, summarize
+from ._listener import open_ssl_over_tcp_stream, serve_ssl_over_tcp
+from ._stream import SSLStream
 
 #: Big enough to take many TLS records (16 KiB each), small enough to be instant.
 PAYLOAD_SIZE = 64 * 1024
@@ -27,7 +29,7 @@ PAYLOAD_SIZE = 64 * 1024
 DEADLINE = 10.0
 ALPN = "trio-tls-demo"
 
-Stream = trio.SSLStream[trio.SocketStream]
+Stream = SSLStream[trio.SocketStream]
 
 
 @dataclass
@@ -67,7 +69,7 @@ async def demo(version: ssl.TLSVersion | None) -> Sides:
             async with trio.open_nursery() as nursery:
                 handler = partial(_server, sides=sides)
                 listeners = await nursery.start(
-                    partial(trio.serve_ssl_over_tcp, handler, 0, server_ctx, host="127.0.0.1")
+                    partial(serve_ssl_over_tcp, handler, 0, server_ctx, host="127.0.0.1")
                 )
                 sides.port = bound_address(listeners[0])[1]
                 await _client(client_ctx, payload, sides)
@@ -95,10 +97,8 @@ def _contexts(version: ssl.TLSVersion | None) -> tuple[ssl.SSLContext, ssl.SSLCo
 
 
 async def _client(ctx: ssl.SSLContext, payload: bytes, sides: Sides) -> None:
-    stream = await trio.open_ssl_over_tcp_stream("127.0.0.1", sides.port, ssl_context=ctx)
-    start = time.perf_counter()
+    stream = await open_ssl_over_tcp_stream("127.0.0.1", sides.port, ssl_context=ctx)
     await stream.do_handshake()
-    handshake_seconds = time.perf_counter() - start
     received = bytearray()
     start = time.perf_counter()
 
@@ -116,28 +116,17 @@ async def _client(ctx: ssl.SSLContext, payload: bytes, sides: Sides) -> None:
         await stream.send_all(payload)
     sides.seconds = time.perf_counter() - start
     sides.echoed = bytes(received)
-    sides.client = summarize(
-        stream,
-        handshake_seconds=handshake_seconds,
-        bytes_sent=len(payload),
-        bytes_received=len(received),
-    )
+    sides.client = summarize(stream)
     await stream.aclose()  # sends close_notify; the server sees b"" and closes too
 
 
 async def _server(stream: Stream, *, sides: Sides) -> None:
-    start = time.perf_counter()
     await stream.do_handshake()
-    handshake_seconds = time.perf_counter() - start
-    moved = 0
     # b"" only comes after a close_notify: without https_compatible, an EOF
     # without it raises BrokenResourceError, so reaching the end proves a clean close.
     while data := await stream.receive_some():
         await stream.send_all(data)
-        moved += len(data)
-    sides.server = summarize(
-        stream, handshake_seconds=handshake_seconds, bytes_sent=moved, bytes_received=moved
-    )
+    sides.server = summarize(stream)
     await stream.aclose()
     sides.server_done.set()
 
@@ -153,8 +142,15 @@ def _text(sides: Sides) -> list[str]:
             for (label, c), (_, s) in zip(client.rows(), server.rows(), strict=True)
             if label != "resumed"
         ),
-        ["sent", out.size(client.bytes_sent), out.size(server.bytes_sent)],
-        ["received", out.size(client.bytes_received), out.size(server.bytes_received)],
+        ["data sent", out.size(client.bytes_sent), out.size(server.bytes_sent)],
+        ["data received", out.size(client.bytes_received), out.size(server.bytes_received)],
+        # Ciphertext: the data plus record overhead, the handshake and the tickets.
+        ["wire sent", out.size(client.wire_bytes_sent), out.size(server.wire_bytes_sent)],
+        [
+            "wire received",
+            out.size(client.wire_bytes_received),
+            out.size(server.wire_bytes_received),
+        ],
     ]
     return [
         f"trio_tls demo: a TLS client and server in one trio nursery, over 127.0.0.1:{sides.port}",

@@ -15,6 +15,8 @@ import socket
 import ssl
 from collections.abc import Iterator, Sequence
 
+import trio
+
 from . import _cli_output as out
 from ._cli_certs import CertInfo
 
@@ -112,6 +114,9 @@ def explain(exc: BaseException, *, peer: str = "server") -> str:
     server's log about "the client".
     """
     found = list(causes(exc))
+    if any(isinstance(e, trio.TooSlowError) for e in found):
+        # trio_tls's handshake_timeout: BrokenResourceError from TooSlowError.
+        return f"the {peer} took too long to complete the handshake"
     refused = verification_error(exc)
     if refused is not None and peer == "client":
         return f"client certificate refused: {refused.verify_message}"

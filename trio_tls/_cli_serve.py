@@ -14,7 +14,6 @@ import datetime
 import shutil
 import ssl
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,11 +27,13 @@ from . import _cli_output as out
 from ._cli_connect import close
 from ._cli_failure import explain
 from ._cli_tls import add_version_flags, bound_address, parse_alpn, pin_version, summarize
+from ._listener import SSLListener, serve_ssl_over_tcp
+from ._stream import SSLStream
 
 #: An HTTP request head larger than this is refused; browsers send about 1 KiB.
 MAX_REQUEST_HEAD = 64 * 1024
 
-Stream = trio.SSLStream[trio.SocketStream]
+Stream = SSLStream[trio.SocketStream]
 
 
 class BadRequest(Exception):
@@ -198,15 +199,16 @@ async def serve(opts: ServeOptions, ctx: ssl.SSLContext, description: list[out.R
     async with trio.open_nursery() as nursery:
         tally = Tally(nursery.cancel_scope, opts.max_connections)
         handler = partial(handle, opts=opts, tally=tally)
-        listeners: list[trio.SSLListener[trio.SocketStream]] = await nursery.start(
+        listeners: list[SSLListener[trio.SocketStream]] = await nursery.start(
             partial(
-                trio.serve_ssl_over_tcp,
+                serve_ssl_over_tcp,
                 handler,
                 opts.port,
                 ctx,
                 host=opts.host,
                 # Browsers and curl often skip close_notify; that is no error for HTTP.
                 https_compatible=opts.mode == "http",
+                handshake_timeout=opts.timeout,
             )
         )
         _banner(opts, listeners, description)
@@ -215,7 +217,7 @@ async def serve(opts: ServeOptions, ctx: ssl.SSLContext, description: list[out.R
 
 def _banner(
     opts: ServeOptions,
-    listeners: list[trio.SSLListener[trio.SocketStream]],
+    listeners: list[SSLListener[trio.SocketStream]],
     description: list[out.Row],
 ) -> None:
     addresses = [_address(*bound_address(listener)) for listener in listeners]
@@ -244,21 +246,16 @@ async def handle(stream: Stream, *, opts: ServeOptions, tally: Tally) -> None:
     peer = _address(*stream.transport_stream.socket.getpeername()[:2])
     ok = False
     try:
-        start = time.perf_counter()
-        with trio.fail_after(opts.timeout):
-            await stream.do_handshake()
-        handshake_seconds = time.perf_counter() - start
-        serve_one = _echo if opts.mode == "echo" else _http
-        sent, received = await serve_one(stream, opts)
-        summary = summarize(
-            stream, handshake_seconds=handshake_seconds, bytes_sent=sent, bytes_received=received
-        )
+        await stream.do_handshake()  # bounded by serve_ssl_over_tcp's handshake_timeout
+        await (_echo if opts.mode == "echo" else _http)(stream, opts)
+        s = summarize(stream)
         _log(
             peer,
-            summary.version or "?",
-            summary.cipher or "?",
-            summary.alpn or "-",
-            f"in {received:>6,} B  out {sent:>6,} B  handshake {out.duration(handshake_seconds)}",
+            s.version or "?",
+            s.cipher or "?",
+            s.alpn or "-",
+            f"in {s.bytes_received:>6,} B  out {s.bytes_sent:>6,} B"
+            f"  handshake {out.duration(s.handshake_seconds)}",
         )
         ok = True
     except trio.TooSlowError:
@@ -288,21 +285,19 @@ def _log_line(*cells: str) -> str:
     return "  ".join(padded + list(cells[len(_LOG_WIDTHS) :])).rstrip()
 
 
-async def _echo(stream: Stream, opts: ServeOptions) -> tuple[int, int]:
-    moved = 0
+async def _echo(stream: Stream, opts: ServeOptions) -> None:
     while True:
         with trio.fail_after(opts.timeout):
             data = await stream.receive_some()
         if not data:
-            return moved, moved
+            return
         await stream.send_all(data)
-        moved += len(data)
 
 
-async def _http(stream: Stream, opts: ServeOptions) -> tuple[int, int]:
+async def _http(stream: Stream, opts: ServeOptions) -> None:
     head = await _read_head(stream, opts)
     request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-    summary = summarize(stream, handshake_seconds=None, bytes_sent=0, bytes_received=len(head))
+    summary = summarize(stream)
     body = "\n".join(
         [
             "hello from trio_tls",
@@ -319,7 +314,6 @@ async def _http(stream: Stream, opts: ServeOptions) -> tuple[int, int]:
         b"\r\n" % len(body)
     ) + body
     await stream.send_all(response)
-    return len(response), len(head)
 
 
 async def _read_head(stream: Stream, opts: ServeOptions) -> bytes:

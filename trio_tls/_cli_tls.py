@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import trio
 
 from . import _cli_output as out
+from ._listener import SSLListener
+from ._stream import SSLStream, TLSStatistics
 
 #: The ``--tls1.2`` / ``--tls1.3`` switches, shared by every command.
 VERSION_FLAGS = {"--tls1.2": ssl.TLSVersion.TLSv1_2, "--tls1.3": ssl.TLSVersion.TLSv1_3}
@@ -47,6 +49,9 @@ def client_context(
 ) -> ssl.SSLContext:
     """A client context with the stdlib's secure defaults, then the user's choices."""
     ctx = ssl.create_default_context(cafile=cafile)
+    # As trio_tls.default_client_context does: without this flag cleared, OpenSSL
+    # would report a truncated connection as a clean close.
+    ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
     if insecure:
         # Order matters: verify_mode cannot be CERT_NONE while check_hostname is on.
         ctx.check_hostname = False
@@ -61,7 +66,10 @@ def client_context(
 
 @dataclass(frozen=True)
 class Summary:
-    """What was negotiated on one connection and how much it carried."""
+    """What was negotiated on one connection and how much it carried.
+
+    Built from :meth:`trio_tls.SSLStream.statistics`, plus the cipher's strength.
+    """
 
     version: str | None
     cipher: str | None
@@ -72,6 +80,19 @@ class Summary:
     #: Application data, before encryption.
     bytes_sent: int
     bytes_received: int
+    #: Ciphertext on the transport, handshake and alerts included.
+    wire_bytes_sent: int
+    wire_bytes_received: int
+
+    def counted(self, stats: TLSStatistics) -> Summary:
+        """These negotiated parameters with the byte counts of a later snapshot."""
+        return replace(
+            self,
+            bytes_sent=stats.bytes_sent,
+            bytes_received=stats.bytes_received,
+            wire_bytes_sent=stats.wire_bytes_sent,
+            wire_bytes_received=stats.wire_bytes_received,
+        )
 
     def rows(self) -> list[out.Row]:
         cipher = self.cipher or "n/a"
@@ -85,6 +106,18 @@ class Summary:
             ("handshake", out.duration(self.handshake_seconds)),
         ]
 
+    def traffic_rows(self) -> list[out.Row]:
+        return [
+            (
+                "sent",
+                f"{out.size(self.bytes_sent)} of data, {out.size(self.wire_bytes_sent)} on the wire",
+            ),
+            (
+                "received",
+                f"{out.size(self.bytes_received)} of data, {out.size(self.wire_bytes_received)} on the wire",
+            ),
+        ]
+
     def to_json(self) -> dict[str, object]:
         return {
             "version": self.version,
@@ -95,31 +128,30 @@ class Summary:
             "handshake_seconds": self.handshake_seconds,
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,
+            "wire_bytes_sent": self.wire_bytes_sent,
+            "wire_bytes_received": self.wire_bytes_received,
         }
 
 
-def summarize(
-    stream: trio.SSLStream[trio.SocketStream],
-    *,
-    handshake_seconds: float | None,
-    bytes_sent: int = 0,
-    bytes_received: int = 0,
-) -> Summary:
-    """Read the negotiated parameters off a stream whose handshake is done."""
+def summarize(stream: SSLStream[trio.SocketStream]) -> Summary:
+    """Read the negotiated parameters and counters off a stream whose handshake is done."""
+    stats = stream.statistics()
     cipher = stream.cipher()
     return Summary(
-        version=stream.version(),
-        cipher=cipher[0] if cipher else None,
+        version=stats.version,
+        cipher=stats.cipher,
         cipher_bits=cipher[2] if cipher else None,
-        alpn=stream.selected_alpn_protocol(),
-        resumed=bool(stream.session_reused),
-        handshake_seconds=handshake_seconds,
-        bytes_sent=bytes_sent,
-        bytes_received=bytes_received,
+        alpn=stats.alpn_protocol,
+        resumed=stats.session_reused,
+        handshake_seconds=stats.handshake_duration,
+        bytes_sent=stats.bytes_sent,
+        bytes_received=stats.bytes_received,
+        wire_bytes_sent=stats.wire_bytes_sent,
+        wire_bytes_received=stats.wire_bytes_received,
     )
 
 
-def bound_address(listener: trio.SSLListener[trio.SocketStream]) -> tuple[str, int]:
+def bound_address(listener: SSLListener[trio.SocketStream]) -> tuple[str, int]:
     """The address a TCP listener actually bound, port 0 resolved."""
     transport = listener.transport_listener
     assert isinstance(transport, trio.SocketListener)  # serve_ssl_over_tcp listens on TCP
