@@ -432,6 +432,41 @@ def test_connect_to_serve_resumes(flag: str, version: str, tmp_path: Path) -> No
     assert "served 2 connections (0 failed)" in log
 
 
+@pytest.mark.parametrize(("flag", "version"), VERSIONS)
+def test_serve_requires_client_certificate(
+    flag: str, version: str, files: Files, tmp_path: Path
+) -> None:
+    stranger = tmp_path / "stranger.pem"
+    trustme.CA().issue_cert("x@example.org").private_key_and_cert_chain_pem.write_to_path(
+        str(stranger)
+    )
+    ca = tmp_path / "ca.pem"
+    args = ["--ca-out", str(ca), "--client-ca", str(files.ca), "--max-connections", "3", flag]
+    with serve(*args) as server:
+        common = [f"localhost:{port_of(server)}", "--cafile", str(ca), "--send", "hi", *WAIT]
+        trusted = run_cli("connect", *common, "--cert", str(files.client), "--json")
+        anonymous = run_cli("connect", *common)
+        untrusted = run_cli("connect", *common, "--cert", str(stranger))
+        log = server.finish()
+    assert trusted.returncode == 0, trusted.stderr
+    assert parse_json(trusted.stdout)["received"] == "hi"
+    assert (anonymous.returncode, untrusted.returncode) == (1, 1)
+    # Under TLS 1.3 the client's handshake is over before the server judges its
+    # certificate, so the refusal arrives on the first read after it.
+    when = ": after the handshake: " if version == "TLSv1.3" else ": "
+    assert untrusted.stderr.endswith(
+        f"{when}the server does not trust the CA of our client certificate\n"
+    )
+    # A TLS 1.2 server can only send handshake_failure; TLS 1.3 has certificate_required.
+    if version == "TLSv1.3":
+        assert f"{when}the server requires a client certificate" in anonymous.stderr
+    else:
+        assert f"{when}the server refused the handshake" in anonymous.stderr
+    assert "failed: the client sent no certificate" in log
+    assert "failed: client certificate refused: " in log
+    assert "served 3 connections (2 failed)" in log
+
+
 @pytest.mark.parametrize(
     ("flag", "curl_flags", "version"),
     [
