@@ -297,14 +297,14 @@ async def _converse(
                 received += chunk
     except trio.BrokenResourceError as exc:
         if _is_ragged_eof(exc):
-            return bytes(received), _ragged_note(opts, version)
+            return bytes(received), _ragged_note(opts, version, answered=bool(received))
         raise Failure(f"after the handshake: {explain(exc)}") from exc
     return bytes(received), None
 
 
-def _ragged_note(opts: ConnectOptions, version: str | None) -> str:
+def _ragged_note(opts: ConnectOptions, version: str | None, *, answered: bool) -> str:
     note = "the server closed the connection without close_notify"
-    if opts.cert is None and version == "TLSv1.3":
+    if opts.cert is None and version == "TLSv1.3" and not answered:
         # TLS 1.3 clients finish the handshake before the server has judged the
         # client certificate; a server that wants one and does not send its
         # alert looks exactly like this.
