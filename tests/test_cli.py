@@ -116,7 +116,9 @@ def s_server(*args: str) -> contextlib.AbstractContextManager[Background]:
 
 
 def serve(*args: str) -> contextlib.AbstractContextManager[Background]:
-    return background(cli("serve", "--port", "0", *args), rb"on 127\.0\.0\.1:(\d+)")
+    # Ready once the whole banner is out: it ends with the log's column headers.
+    banner = rb"on 127\.0\.0\.1:(\d+)\n(?s:.*)\btraffic\n"
+    return background(cli("serve", "--port", "0", *args), banner)
 
 
 def port_of(server: Background) -> int:
@@ -571,3 +573,31 @@ def test_connection_refused() -> None:
     assert result.returncode == 1
     assert result.stderr == f"trio-tls: connect 127.0.0.1:{port}: connection refused\n"
     assert result.stdout == ""
+
+
+async def test_handshake_timeout() -> None:
+    accepted: list[trio.SocketStream] = []
+
+    async def hold(stream: trio.SocketStream) -> None:
+        accepted.append(stream)  # say nothing, like a server that does not speak TLS
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, hold, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        result = await arun_cli("connect", f"127.0.0.1:{port}", "--timeout", "0.5")
+        nursery.cancel_scope.cancel()
+    assert len(accepted) == 1
+    assert result.returncode == 1
+    assert result.stderr.decode().endswith(": timed out after 0.5 s in the TLS handshake\n")
+
+
+def test_serve_stops_cleanly_on_sigterm() -> None:
+    with serve() as server:
+        ca = Path(re.search(r"CA file\s+(\S+)", server.output.decode())[1])  # type: ignore[index]
+        assert ca.read_text().startswith("-----BEGIN CERTIFICATE-----")
+        server.proc.terminate()
+        log = server.finish()
+    assert server.proc.returncode == 0
+    assert log.endswith("served 0 connections (0 failed)\n")
+    assert not ca.exists()  # the throwaway CA went with the server

@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import shutil
+import signal
 import ssl
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -27,7 +28,7 @@ from . import _cli_output as out
 from ._cli_connect import close
 from ._cli_failure import explain
 from ._cli_tls import add_version_flags, bound_address, parse_alpn, pin_version, summarize
-from ._listener import SSLListener, serve_ssl_over_tcp
+from ._listener import SSLListener, open_ssl_over_tcp_listeners
 from ._stream import SSLStream
 
 #: An HTTP request head larger than this is refused; browsers send about 1 KiB.
@@ -151,8 +152,20 @@ def run(args: argparse.Namespace) -> int:
     if opts.key is not None and opts.cert is None:
         out.fail("--key needs --cert")
         return 2
-    with _server_context(opts) as (ctx, description):
+    try:
+        with _server_context(opts) as (ctx, description):
+            return _run_server(opts, ctx, description)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        out.fail(f"serve: cannot load the certificates: {exc}")
+        return 1
+
+
+def _run_server(opts: ServeOptions, ctx: ssl.SSLContext, description: list[out.Row]) -> int:
+    try:
         trio.run(serve, opts, ctx, description)
+    except OSError as exc:  # connection handlers catch their own: this is the listener
+        out.fail(f"serve: cannot listen on {opts.host}:{opts.port}: {exc.strerror or exc}")
+        return 1
     return 0
 
 
@@ -196,23 +209,32 @@ def _ca_file(requested: str | None) -> Iterator[Path]:
 
 
 async def serve(opts: ServeOptions, ctx: ssl.SSLContext, description: list[out.Row]) -> None:
-    async with trio.open_nursery() as nursery:
-        tally = Tally(nursery.cancel_scope, opts.max_connections)
-        handler = partial(handle, opts=opts, tally=tally)
-        listeners: list[SSLListener[trio.SocketStream]] = await nursery.start(
-            partial(
-                serve_ssl_over_tcp,
-                handler,
-                opts.port,
-                ctx,
-                host=opts.host,
-                # Browsers and curl often skip close_notify; that is no error for HTTP.
-                https_compatible=opts.mode == "http",
-                handshake_timeout=opts.timeout,
-            )
+    # Catch SIGTERM before the banner says we are up, so that ``kill PID`` is a clean
+    # stop, like Ctrl-C, from the first moment: the throwaway CA file is removed.
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        # Listen before opening the nursery, so that a port in use is a plain OSError
+        # for run() to report rather than one wrapped in an exception group.
+        listeners = await open_ssl_over_tcp_listeners(
+            opts.port,
+            ctx,
+            host=opts.host,
+            # Browsers and curl often skip close_notify; that is no error for HTTP.
+            https_compatible=opts.mode == "http",
+            handshake_timeout=opts.timeout,
         )
-        _banner(opts, listeners, description)
+        async with trio.open_nursery() as nursery:
+            tally = Tally(nursery.cancel_scope, opts.max_connections)
+            handler = partial(handle, opts=opts, tally=tally)
+            nursery.start_soon(trio.serve_listeners, handler, listeners)
+            nursery.start_soon(_cancel_on_signal, signals, nursery.cancel_scope)
+            _banner(opts, listeners, description)
     out.emit([f"served {out.plural(tally.finished, 'connection')} ({tally.failed} failed)"])
+
+
+async def _cancel_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+    async for _ in signals:
+        scope.cancel()
+        return
 
 
 def _banner(
