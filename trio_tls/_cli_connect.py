@@ -11,8 +11,6 @@ connection the server is about to refuse.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime
 import re
 import ssl
 import time
@@ -20,6 +18,7 @@ from dataclasses import dataclass
 
 import trio
 
+from . import _cli_connect_report as report
 from . import _cli_output as out
 from ._cli_certs import CertInfo, parse_chain
 from ._cli_failure import (
@@ -29,13 +28,18 @@ from ._cli_failure import (
     ssl_reason,
     verification_error,
 )
-from ._cli_tls import Summary, add_version_flags, client_context, parse_alpn, summarize
+from ._cli_tls import (
+    Summary,
+    add_version_flags,
+    client_context,
+    close_quietly,
+    parse_alpn,
+    summarize,
+)
 from ._stream import SSLStream
 
 #: Stop reading the server's reply after this much; this is a debugging tool.
 MAX_RECEIVE = 1 << 20
-#: close_notify is a courtesy; never let a peer that does not read hold us up.
-CLOSE_TIMEOUT = 1.0
 
 Stream = SSLStream[trio.SocketStream]
 
@@ -188,9 +192,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         outcome = trio.run(connect, opts)
     except Failure as failure:
-        _report_failure(opts, str(failure))
+        report.failure(opts, str(failure))
         return 1
-    _report(opts, outcome)
+    report.success(opts, outcome)
     return 0
 
 
@@ -247,7 +251,7 @@ async def attempt(
         outcome = Outcome(summary, tcp_seconds, parse_chain(chain), complete, received, note)
         return outcome, stream.session
     finally:
-        await close(stream)
+        await close_quietly(stream)
 
 
 async def _open_tcp(opts: ConnectOptions) -> tuple[trio.SocketStream, float]:
@@ -319,13 +323,6 @@ def _is_ragged_eof(exc: trio.BrokenResourceError) -> bool:
     )
 
 
-async def close(stream: Stream) -> None:
-    with trio.move_on_after(CLOSE_TIMEOUT):
-        # If the stream broke, the transport is closed anyway; nothing is left to tell.
-        with contextlib.suppress(trio.BrokenResourceError):
-            await stream.aclose()
-
-
 def peer_chain(stream: Stream) -> tuple[list[bytes], bool]:
     """The certificates the server sent, leaf first, and whether that is all of them.
 
@@ -350,84 +347,4 @@ async def _explain_refused(opts: ConnectOptions, err: ssl.SSLCertVerificationErr
         chain = outcome.chain
     except (Failure, CertificateRefused, trio.TooSlowError):
         pass  # explain from OpenSSL's message alone
-    return explain_verification(err, chain, opts.expected_name, _now())
-
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
-def _report(opts: ConnectOptions, outcome: Outcome) -> None:
-    if opts.json:
-        out.emit_json(_as_json(opts, outcome))
-    else:
-        out.emit(_text(opts, outcome))
-
-
-def _report_failure(opts: ConnectOptions, reason: str) -> None:
-    if opts.json:
-        out.emit_json({"ok": False, **_target(opts), "error": reason})
-    else:
-        out.fail(f"connect {opts.host}:{opts.port}: {reason}")
-
-
-def _target(opts: ConnectOptions) -> dict[str, object]:
-    return {"host": opts.host, "port": opts.port, "server_name": opts.expected_name}
-
-
-def _as_json(opts: ConnectOptions, outcome: Outcome) -> dict[str, object]:
-    now = _now()
-    return {
-        "ok": True,
-        **_target(opts),
-        "verified": not opts.insecure,
-        "reconnected": opts.reconnect,
-        "tcp_connect_seconds": outcome.tcp_seconds,
-        **outcome.summary.to_json(),
-        "chain_complete": outcome.chain_complete,
-        "chain": [cert.to_json(now) for cert in outcome.chain],
-        "received": outcome.received.decode("utf-8", "backslashreplace"),
-        "note": outcome.note,
-    }
-
-
-def _text(opts: ConnectOptions, outcome: Outcome) -> list[str]:
-    verified = (
-        f"yes: trusted chain, certificate matches {opts.expected_name}"
-        if not opts.insecure
-        else "NO: --insecure, nothing was checked"
-    )
-    rows = [
-        ("TCP connect", out.duration(outcome.tcp_seconds)),
-        *outcome.summary.rows(),
-        ("verified", verified),
-        *outcome.summary.traffic_rows(),
-    ]
-    if opts.reconnect:
-        rows.insert(4, ("reconnected", "yes, offering the first connection's session"))
-    lines = [
-        f"connected to {opts.host}:{opts.port} (server name {opts.expected_name})",
-        *out.table(rows),
-    ]
-    lines += ["", *_chain_text(outcome)]
-    if outcome.note:
-        lines += ["", f"note: {outcome.note}"]
-    if outcome.received:
-        lines += [
-            "",
-            "received from the server:",
-            outcome.received.decode("utf-8", "backslashreplace"),
-        ]
-    return lines
-
-
-def _chain_text(outcome: Outcome) -> list[str]:
-    now = _now()
-    count = out.plural(len(outcome.chain), "certificate")
-    scope = "" if outcome.chain_complete else "; only the leaf is visible before Python 3.13"
-    lines = [f"certificate chain sent by the server ({count}{scope})"]
-    for position, cert in enumerate(outcome.chain):
-        marker = f"[{position}] "
-        for i, line in enumerate(out.table(cert.rows(now), indent=0)):
-            lines.append("  " + (marker if i == 0 else " " * len(marker)) + line)
-    return lines
+    return explain_verification(err, chain, opts.expected_name, out.now())

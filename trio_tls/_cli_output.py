@@ -100,6 +100,10 @@ def span(delta: datetime.timedelta) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
 def moment(when: datetime.datetime) -> str:
     return when.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
 

@@ -25,9 +25,15 @@ import trio
 import trustme
 
 from . import _cli_output as out
-from ._cli_connect import close
 from ._cli_failure import explain
-from ._cli_tls import add_version_flags, bound_address, parse_alpn, pin_version, summarize
+from ._cli_tls import (
+    add_version_flags,
+    bound_address,
+    close_quietly,
+    parse_alpn,
+    pin_version,
+    summarize,
+)
 from ._listener import SSLListener, open_ssl_over_tcp_listeners
 from ._stream import SSLStream
 
@@ -287,7 +293,7 @@ async def handle(stream: Stream, *, opts: ServeOptions, tally: Tally) -> None:
     except (trio.BrokenResourceError, OSError) as exc:
         _log(peer, f"failed: {explain(exc, peer='client')}")
     finally:
-        await close(stream)
+        await close_quietly(stream)
         tally.done(ok=ok)
 
 

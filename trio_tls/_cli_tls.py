@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ssl
 from dataclasses import dataclass, replace
 
@@ -11,6 +12,9 @@ import trio
 from . import _cli_output as out
 from ._listener import SSLListener
 from ._stream import SSLStream, TLSStatistics
+
+#: close_notify is a courtesy; never let a peer that does not read hold us up.
+CLOSE_TIMEOUT = 1.0
 
 #: The ``--tls1.2`` / ``--tls1.3`` switches, shared by every command.
 VERSION_FLAGS = {"--tls1.2": ssl.TLSVersion.TLSv1_2, "--tls1.3": ssl.TLSVersion.TLSv1_3}
@@ -157,3 +161,11 @@ def bound_address(listener: SSLListener[trio.SocketStream]) -> tuple[str, int]:
     assert isinstance(transport, trio.SocketListener)  # serve_ssl_over_tcp listens on TCP
     name = transport.socket.getsockname()
     return name[0], name[1]
+
+
+async def close_quietly(stream: SSLStream[trio.SocketStream]) -> None:
+    """Close with close_notify if the peer lets us within a second, else just close."""
+    with trio.move_on_after(CLOSE_TIMEOUT):
+        # If the stream broke, the transport is closed anyway; nothing is left to tell.
+        with contextlib.suppress(trio.BrokenResourceError):
+            await stream.aclose()
