@@ -39,8 +39,9 @@ from trio_tls._cli_output import span
 
 #: Generous for one CLI run on a loaded 2-core machine; a run takes ~0.5 s.
 RUN_TIMEOUT = 30.0
-#: How long the CLI keeps reading after the handshake: short, loopback is fast.
-WAIT = ["--wait", "0.2"]
+#: How long the CLI keeps reading once the server is quiet. Short: replies to --send
+#: are waited for regardless, this only adds to every run.
+WAIT = ["--wait", "0.1"]
 
 VERSIONS = [
     pytest.param("--tls1.2", "TLSv1.2", id="tls12"),
@@ -141,6 +142,7 @@ class Files:
     ca: Path
     server: Path  # key and certificate for localhost and 127.0.0.1
     client: Path  # key and certificate signed by the same CA
+    client_der: bytes
 
 
 @pytest.fixture(scope="module")
@@ -151,11 +153,12 @@ def ca() -> trustme.CA:
 @pytest.fixture(scope="module")
 def files(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Files:
     root = tmp_path_factory.mktemp("pem")
-    result = Files(root / "ca.pem", root / "server.pem", root / "client.pem")
+    client = ca.issue_cert("client@example.org")
+    client_der = ssl.PEM_cert_to_DER_cert(client.cert_chain_pems[0].bytes().decode())
+    result = Files(root / "ca.pem", root / "server.pem", root / "client.pem", client_der)
     ca.cert_pem.write_to_path(str(result.ca))
     server = ca.issue_cert("localhost", "127.0.0.1")
     server.private_key_and_cert_chain_pem.write_to_path(str(result.server))
-    client = ca.issue_cert("client@example.org")
     client.private_key_and_cert_chain_pem.write_to_path(str(result.client))
     return result
 
@@ -464,6 +467,7 @@ def test_serve_requires_client_certificate(
         assert f"{when}the server requires a client certificate" in anonymous.stderr
     else:
         assert f"{when}the server refused the handshake" in anonymous.stderr
+    assert f"client cert {parse_der(files.client_der).subject!r}" in log
     assert "failed: the client sent no certificate" in log
     assert "failed: client certificate refused: " in log
     assert "served 3 connections (2 failed)" in log

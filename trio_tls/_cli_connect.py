@@ -1,8 +1,8 @@
 """``trio-tls connect``: a readable ``openssl s_client``.
 
 One connection (two with ``--reconnect``): TCP connect, handshake, optionally
-send some text, then read until the server has been quiet for ``--wait``
-seconds. That read is not decoration: under TLS 1.3 the session tickets and
+send some text and wait for the reply, then read until the server has been
+quiet for ``--wait`` seconds. That read is not decoration: under TLS 1.3 the session tickets and
 a rejection of our client certificate both arrive after the client's
 handshake has completed, so without it we would report success for a
 connection the server is about to refuse.
@@ -154,7 +154,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.5,
         metavar="SECONDS",
-        help="after the handshake and --send, read until the server is quiet this long (default 0.5)",
+        help="after the handshake (after the reply, with --send), read until the server"
+        " is quiet this long (default 0.5)",
     )
     parser.set_defaults(run=run)
 
@@ -289,10 +290,13 @@ async def _converse(
     try:
         if opts.send:
             await stream.send_all(opts.send)
-        with trio.move_on_after(opts.timeout):
+        # After --send, a reply is expected: wait for its start as long as for a
+        # handshake. Then, and without --send, stop once the server is quiet.
+        patience = opts.timeout if opts.send else opts.wait
+        with trio.move_on_after(opts.timeout + opts.wait):
             while len(received) < MAX_RECEIVE:
                 chunk: bytes | bytearray = b""
-                with trio.move_on_after(opts.wait):
+                with trio.move_on_after(patience if not received else opts.wait):
                     chunk = await stream.receive_some()
                     if not chunk:
                         return bytes(received), "the server closed the connection"

@@ -20,11 +20,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import trio
 import trustme
 
 from . import _cli_output as out
+from ._cli_certs import parse_der
 from ._cli_failure import explain
 from ._cli_tls import (
     add_version_flags,
@@ -55,7 +57,7 @@ class ServeOptions:
     key: str | None
     trustme: str
     ca_out: str | None
-    mode: str  # "echo" or "http"
+    mode: Literal["echo", "http"]
     alpn: tuple[str, ...]
     client_ca: str | None
     tls_version: ssl.TLSVersion | None
@@ -64,7 +66,7 @@ class ServeOptions:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
-        mode = "http" if args.http else "echo"
+        mode: Literal["echo", "http"] = "http" if args.http else "echo"
         alpn = args.alpn if args.alpn is not None else ("http/1.1" if mode == "http" else "")
         return cls(
             host=args.host,
@@ -141,7 +143,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     add_version_flags(parser)
     parser.add_argument(
-        "--max-connections", type=int, metavar="N", help="exit after N connections have finished"
+        "--max-connections",
+        type=positive_int,
+        metavar="N",
+        help="exit after N connections have finished",
     )
     parser.add_argument(
         "--timeout",
@@ -151,6 +156,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="drop a client that stays silent this long (default 30)",
     )
     parser.set_defaults(run=run)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -277,14 +289,13 @@ async def handle(stream: Stream, *, opts: ServeOptions, tally: Tally) -> None:
         await stream.do_handshake()  # bounded by serve_ssl_over_tcp's handshake_timeout
         await (_echo if opts.mode == "echo" else _http)(stream, opts)
         s = summarize(stream)
-        _log(
-            peer,
-            s.version or "?",
-            s.cipher or "?",
-            s.alpn or "-",
+        traffic = (
             f"in {s.bytes_received:>6,} B  out {s.bytes_sent:>6,} B"
-            f"  handshake {out.duration(s.handshake_seconds)}",
+            f"  handshake {out.duration(s.handshake_seconds)}"
         )
+        if opts.client_ca is not None:
+            traffic += f"  client cert {_client_subject(stream)}"
+        _log(peer, s.version or "?", s.cipher or "?", s.alpn or "-", traffic)
         ok = True
     except trio.TooSlowError:
         _log(peer, f"dropped: silent for {opts.timeout:g} s")
@@ -295,6 +306,11 @@ async def handle(stream: Stream, *, opts: ServeOptions, tally: Tally) -> None:
     finally:
         await close_quietly(stream)
         tally.done(ok=ok)
+
+
+def _client_subject(stream: Stream) -> str:
+    der = stream.getpeercert(binary_form=True)
+    return repr(parse_der(der).subject) if der else "(none)"
 
 
 #: Log columns: time, client, version, cipher, ALPN, then the traffic. The
