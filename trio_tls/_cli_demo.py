@@ -18,7 +18,7 @@ import trio
 import trustme
 
 from . import _cli_output as out
-from ._cli_failure import Failure, explain
+from ._cli_failure import Failure, causes, explain
 from ._cli_tls import Summary, add_version_flags, bound_address, pin_version, summarize
 from ._listener import open_ssl_over_tcp_stream, serve_ssl_over_tcp
 from ._stream import SSLStream
@@ -77,8 +77,10 @@ async def demo(version: ssl.TLSVersion | None) -> Sides:
                 nursery.cancel_scope.cancel()  # stop listening; nothing else is running
     except trio.TooSlowError:
         raise Failure(f"did not finish within {DEADLINE:g} s") from None
-    except (trio.BrokenResourceError, OSError) as exc:
-        raise Failure(explain(exc)) from exc
+    except (trio.BrokenResourceError, OSError, ExceptionGroup) as exc:
+        # Either side's failure reaches us wrapped in the nurseries' exception groups.
+        ours = next((e for e in causes(exc) if isinstance(e, Failure)), None)
+        raise (ours or Failure(explain(exc))) from exc
     if sides.echoed != payload:
         raise Failure("the echoed data differs from what was sent")
     return sides
