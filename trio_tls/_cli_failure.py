@@ -108,10 +108,11 @@ def verification_error(exc: BaseException) -> ssl.SSLCertVerificationError | Non
 
 
 def explain(exc: BaseException, *, peer: str = "server") -> str:
-    """One line saying why a connection failed, for anything but verification.
+    """One line saying why a connection failed.
 
     *peer* names the other side: the client reads about "the server", the
-    server's log about "the client".
+    server's log about "the client". A client that refused the server's
+    certificate should use :func:`explain_verification`, which says why.
     """
     found = list(causes(exc))
     if any(isinstance(e, trio.TooSlowError) for e in found):
