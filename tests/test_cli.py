@@ -146,18 +146,19 @@ class Files:
 
 
 @pytest.fixture(scope="module")
-def ca() -> trustme.CA:
+def issuer() -> trustme.CA:
+    """The CA behind :class:`Files` (trustme directly: we need files and bad dates)."""
     return trustme.CA()
 
 
 @pytest.fixture(scope="module")
-def files(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Files:
+def files(issuer: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Files:
     root = tmp_path_factory.mktemp("pem")
-    client = ca.issue_cert("client@example.org")
+    client = issuer.issue_cert("client@example.org")
     client_der = ssl.PEM_cert_to_DER_cert(client.cert_chain_pems[0].bytes().decode())
     result = Files(root / "ca.pem", root / "server.pem", root / "client.pem", client_der)
-    ca.cert_pem.write_to_path(str(result.ca))
-    server = ca.issue_cert("localhost", "127.0.0.1")
+    issuer.cert_pem.write_to_path(str(result.ca))
+    server = issuer.issue_cert("localhost", "127.0.0.1")
     server.private_key_and_cert_chain_pem.write_to_path(str(result.server))
     client.private_key_and_cert_chain_pem.write_to_path(str(result.client))
     return result
@@ -508,9 +509,11 @@ def test_serve_http_to_curl(flag: str, curl_flags: list[str], version: str, tmp_
 
 
 @pytest.mark.parametrize(("flag", "version"), VERSIONS)
-async def test_expired_certificate(flag: str, version: str, ca: trustme.CA, files: Files) -> None:
+async def test_expired_certificate(
+    flag: str, version: str, issuer: trustme.CA, files: Files
+) -> None:
     now = _now()
-    expired = ca.issue_cert(
+    expired = issuer.issue_cert(
         "localhost",
         not_before=now - datetime.timedelta(days=30),
         not_after=now - datetime.timedelta(days=3),
@@ -538,8 +541,8 @@ async def test_expired_certificate(flag: str, version: str, ca: trustme.CA, file
 
 
 @pytest.mark.parametrize(("flag", "version"), VERSIONS)
-async def test_wrong_host(flag: str, version: str, ca: trustme.CA, files: Files) -> None:
-    async with presenting(ca.issue_cert("a.example"), flag) as port:
+async def test_wrong_host(flag: str, version: str, issuer: trustme.CA, files: Files) -> None:
+    async with presenting(issuer.issue_cert("a.example"), flag) as port:
         result = await arun_cli(
             "connect",
             f"127.0.0.1:{port}",
