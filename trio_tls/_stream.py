@@ -190,7 +190,6 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         "_send_lock",
         "_sending",
         "_sm",
-        "_stash",
         "_stats",
         "transport_stream",
     )
@@ -234,10 +233,6 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         self._recv_count = 0
         self._sending = False
         self._receiving = False
-        # Plaintext decrypted by resumable_session() or verify_client_post_handshake()
-        # while they waited; receive_some() returns it first. bytes, not bytearray:
-        # the empty value is a shared constant, so idle streams pay nothing for it.
-        self._stash = b""
         # [bytes_sent, bytes_received, wire_sent, wire_received, sends, receives]:
         # one list, so the hot paths update counters without attribute lookups.
         self._stats = [0, 0, 0, 0, 0, 0]
@@ -510,9 +505,6 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
             self._receiving = False
 
     async def _receive(self, max_bytes: int | None) -> bytes | bytearray:
-        if self._stash:
-            await trio.lowlevel.checkpoint()
-            return self._take_stash(max_bytes)
         try:
             if self._handshake_seconds is None:
                 await self._ensure_handshake()
@@ -526,18 +518,10 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         assert data is not None
         return data
 
-    def _take_stash(self, max_bytes: int | None) -> bytes:
-        end = len(self._stash) if max_bytes is None else max_bytes
-        data, self._stash = self._stash[:end], self._stash[end:]
-        return data
-
-    async def _read_into_stash(self) -> bool:
-        """Read while a helper waits for something; False at end of stream."""
-        data = await self._drive("read", self._engine.read, None)
-        if not data:
-            return False
-        self._stash += data
-        return True
+    async def _read_ahead(self) -> bool:
+        """Read ahead while a helper waits for something; False at end of stream."""
+        data = await self._drive("read", self._engine.read_ahead)
+        return bool(data)
 
     def _claim_receiving(self, what: str) -> None:
         if self._receiving:
@@ -628,7 +612,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
             self._sm.check(Op.RECEIVE)
             await self._ensure_handshake()
             while not self._engine.has_resumable_session():
-                if not await self._read_into_stash():
+                if not await self._read_ahead():
                     raise NoSessionTicketError(
                         "the server closed the connection before sending a session ticket"
                     )
@@ -682,7 +666,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
             ) from exc
         await self._drive("certificate request", self._engine.handshake)
         while self._engine.obj.getpeercert(binary_form=True) is None:
-            if not await self._read_into_stash():
+            if not await self._read_ahead():
                 raise PostHandshakeAuthError(
                     "the client closed the connection instead of sending a certificate"
                 )
