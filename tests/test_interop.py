@@ -16,10 +16,12 @@ killed on the way out and threads end on their own socket timeouts.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -49,7 +51,10 @@ from helpers.tls import (
     reverse_lines,
     server_context,
 )
-from trio import (
+
+import trio_tls
+from trio_tls import (
+    SSLListener,
     SSLStream,
     open_ssl_over_tcp_listeners,
     open_ssl_over_tcp_stream,
@@ -66,7 +71,7 @@ DEADLINE = 30
 TCPStream = SSLStream[trio.SocketStream]
 
 
-def port_of(listener: trio.SSLListener[trio.SocketStream]) -> int:
+def port_of(listener: SSLListener[trio.SocketStream]) -> int:
     """The kernel-chosen port a TLS listener is bound to."""
     transport = listener.transport_listener
     assert isinstance(transport, trio.SocketListener)
@@ -390,3 +395,214 @@ async def test_server_against_curl_https(version: Version, pems: PemFiles, tmp_p
     assert request.headers["host"].split(":")[0] == SERVER_HOSTNAME
     assert digest(request.body) == digest(upload)
     assert digest(stdout) == digest(upload[::-1])
+
+
+# --- 4. drop-in proof ------------------------------------------------------------------------
+#
+# ``drop_in_program`` is ordinary code written against trio's TLS API; the module it
+# gets as ``tls`` plays the role of ``import trio as tls`` / ``import trio_tls as tls``.
+# It records what a program can observe (data, return values, exception types and
+# their causes) and the test demands identical records from both modules. Memory
+# streams keep the run free of timing noise, so the records are comparable exactly.
+
+Observation = tuple[str, object]
+#: Either module's SSLStream over a memory stream. Deliberately duck-typed, like the
+#: applications the program stands for: it only uses the API the two share.
+TLSMemoryStream = Any
+
+
+def outcome(exc: BaseException) -> tuple[str, str | None]:
+    """An exception as a program sees it: its type and the type of its cause."""
+    cause = exc.__cause__
+    return type(exc).__name__, None if cause is None else type(cause).__name__
+
+
+async def drop_in_program(tls: types.ModuleType, version: Version) -> list[Observation]:
+    """Exercise the SSLStream API the way applications do; return what was observed."""
+    seen: list[Observation] = []
+
+    def new_pair(
+        *, hostname: str = SERVER_HOSTNAME, https_compatible: bool = False
+    ) -> tuple[TLSMemoryStream, TLSMemoryStream]:
+        client_ctx, server_ctx = client_context(version), server_context(version)
+        client_ctx.set_alpn_protocols(["h2", "http/1.1"])
+        server_ctx.set_alpn_protocols(["http/1.1"])
+        client_transport, server_transport = trio.testing.memory_stream_pair()
+        client = tls.SSLStream(
+            client_transport,
+            client_ctx,
+            server_hostname=hostname,
+            https_compatible=https_compatible,
+        )
+        server = tls.SSLStream(server_transport, server_ctx, server_side=True)
+        seen.append(("transport kept", client.transport_stream is client_transport))
+        return client, server
+
+    async def handshake_both(client: TLSMemoryStream, server: TLSMemoryStream) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.do_handshake)
+            nursery.start_soon(server.do_handshake)
+
+    # Before the handshake: configuration is readable, results are not.
+    client, server = new_pair()
+    seen.append(("server_side", (client.server_side, server.server_side)))
+    seen.append(("server_hostname", client.server_hostname))
+    for name in ("version", "cipher", "getpeercert", "selected_alpn_protocol"):
+        try:
+            getattr(client, name)()
+        except tls.NeedHandshakeError as exc:
+            seen.append((f"{name} before handshake", outcome(exc)))
+
+    # The handshake and what it negotiated.
+    await handshake_both(client, server)
+    await client.do_handshake()  # a second call is a no-op
+    seen.append(("version", (client.version(), server.version())))
+    seen.append(("cipher", client.cipher() == server.cipher()))
+    seen.append(("alpn", (client.selected_alpn_protocol(), server.selected_alpn_protocol())))
+    seen.append(("session_reused", client.session_reused))
+    peercert = client.getpeercert()
+    seen.append(("server cert subject alt names", peercert and peercert["subjectAltName"]))
+    seen.append(("client cert as the server sees it", server.getpeercert()))
+
+    # Data, with and without max_bytes.
+    await client.send_all(b"hello world")
+    await client.send_all(b"")  # nothing at all is sent
+    seen.append(("receive max 5", await server.receive_some(5)))
+    seen.append(("receive rest", await receive_exactly(server, 6)))
+    seen.append(("wait_send_all_might_not_block", await client.wait_send_all_might_not_block()))
+    seen.append(("context kept", client.context.check_hostname))
+    for bad in (0, -1, 1.5):
+        try:
+            await server.receive_some(bad)
+        except (ValueError, TypeError) as exc:
+            seen.append((f"receive_some({bad!r})", outcome(exc)))
+
+    # Two tasks receiving, or sending, at once: one gets BusyResourceError. Which one
+    # does is up to the scheduler, so only the multiset of outcomes is recorded.
+    async def guarded(results: list[str], operation: Callable[[], Awaitable[object]]) -> None:
+        try:
+            value = await operation()
+        except trio.BusyResourceError as exc:
+            results.append(repr(outcome(exc)))
+        else:
+            # receive_some may return bytes or bytearray (both allowed by the trio ABC):
+            # compare the content, not the container.
+            results.append(repr(bytes(value) if isinstance(value, bytearray) else value))
+
+    receivers: list[str] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(guarded, receivers, server.receive_some)
+        nursery.start_soon(guarded, receivers, server.receive_some)
+        await trio.testing.wait_all_tasks_blocked()
+        await client.send_all(b"ping")
+    seen.append(("two receivers", sorted(receivers)))
+
+    senders: list[str] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(guarded, senders, partial(client.send_all, b"x" * 100_000))
+        nursery.start_soon(guarded, senders, partial(client.send_all, b"y" * 100_000))
+        nursery.start_soon(receive_exactly, server, 100_000)
+    seen.append(("two senders", sorted(senders)))
+
+    # Both sides unwrap, then talk in the clear over the transport they got back.
+    async with trio.open_nursery() as nursery:
+        results: dict[str, tuple[trio.abc.Stream, bytes | bytearray]] = {}
+
+        async def unwrap(name: str, stream: TLSMemoryStream) -> None:
+            results[name] = await stream.unwrap()
+
+        nursery.start_soon(unwrap, "client", client)
+        nursery.start_soon(unwrap, "server", server)
+    (client_raw, client_trailing), (server_raw, server_trailing) = (
+        results["client"],
+        results["server"],
+    )
+    await client_raw.send_all(b"plain text")
+    cleartext = bytes(server_trailing) + await receive_exactly(
+        server_raw, len(b"plain text") - len(server_trailing)
+    )
+    seen.append(("after unwrap", (cleartext, bytes(client_trailing))))
+
+    # Use after close.
+    for name, call in (
+        ("send_all", partial(client.send_all, b"late")),
+        ("receive_some", client.receive_some),
+        ("do_handshake", client.do_handshake),
+        ("unwrap", client.unwrap),
+    ):
+        try:
+            await call()
+        except trio.ClosedResourceError as exc:
+            seen.append((f"{name} after unwrap", outcome(exc)))
+    await client.aclose()  # closing a closed stream is fine
+    await client.aclose()
+    seen.append(("aclose twice", "ok"))
+
+    # Transport EOF without close_notify: an error, unless https_compatible.
+    for https_compatible in (False, True):
+        client, server = new_pair(https_compatible=https_compatible)
+        await handshake_both(client, server)
+        await server.transport_stream.aclose()
+        try:
+            seen.append((f"ragged EOF https={https_compatible}", await client.receive_some()))
+        except trio.BrokenResourceError as exc:
+            seen.append((f"ragged EOF https={https_compatible}", outcome(exc)))
+        await client.aclose()
+
+    # A certificate that does not match: the handshake fails, the stream is broken.
+    client, server = new_pair(hostname="wrong.example.org")
+    failures: list[Observation] = []
+
+    async def doomed(name: str, stream: TLSMemoryStream) -> None:
+        try:
+            await stream.do_handshake()
+        except trio.BrokenResourceError as exc:
+            # The server's cause depends on whether the client sent an alert (trio
+            # does not, trio_tls does), so only the client's cause is compared.
+            failures.append((name, outcome(exc) if name == "client" else type(exc).__name__))
+        await stream.aclose()  # a broken stream still closes cleanly
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(doomed, "client", client)
+        nursery.start_soon(doomed, "server", server)
+    seen.append(("wrong hostname", sorted(failures)))
+    try:
+        await client.send_all(b"after failure")
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        seen.append(("send after failed handshake and aclose", outcome(exc)))
+    return seen
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_drop_in_program_observes_the_same(version: Version) -> None:
+    with trio.fail_after(DEADLINE):
+        reference = await drop_in_program(trio, version)
+        ours = await drop_in_program(trio_tls, version)
+    # The reference run must have gone through every path the program probes, or
+    # equality would prove little.
+    labels = {label for label, _ in reference}
+    assert {
+        "version before handshake",
+        "receive_some(0)",
+        "receive_some(1.5)",
+        "two receivers",
+        "two senders",
+        "send_all after unwrap",
+        "ragged EOF https=False",
+        "ragged EOF https=True",
+        "wrong hostname",
+    } <= labels
+    assert ("version", (version.name, version.name)) in reference
+    assert ours == reference
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_drop_in_need_handshake_error_is_trios(version: Version) -> None:
+    # Code that imports SSLStream from trio_tls but still catches
+    # trio.NeedHandshakeError must keep working.
+    client_transport, _ = trio.testing.memory_stream_pair()
+    stream = trio_tls.SSLStream(
+        client_transport, client_context(version), server_hostname=SERVER_HOSTNAME
+    )
+    with pytest.raises(trio.NeedHandshakeError):
+        stream.version()

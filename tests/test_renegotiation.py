@@ -39,7 +39,8 @@ from helpers.virtual_peer import (
     PyOpenSSLEchoPeer,
     Sleeper,
 )
-from trio import SSLStream
+
+from trio_tls import SSLStream
 
 #: Sizes are fixed so every run does the same amount of work. The peer interrupts
 #: every EVERY echoed bytes (a fixed schedule, one at a time), at most LIMIT times.
