@@ -136,6 +136,20 @@ async def echo_until_eof(stream: TCPStream) -> EchoReport:
     return EchoReport(version, len(seen), digest(seen), clean_eof=True)
 
 
+def check_statistics(stream: TCPStream, *, sent: int, received: int, version: Version) -> None:
+    """``statistics()`` agrees with what really crossed a real socket."""
+    __tracebackhide__ = True
+    stats = stream.statistics()
+    assert (stats.version, stats.bytes_sent, stats.bytes_received) == (version.name, sent, received)
+    # Records, MACs and the handshake all add bytes on the wire.
+    assert stats.wire_bytes_sent > sent
+    assert stats.wire_bytes_received > received
+    assert stats.transport_sends >= 1
+    assert stats.transport_receives >= 1
+    assert stats.handshake_duration is not None
+    assert stats.handshake_duration > 0
+
+
 def check_echo(payload: bytes, echoed: bytes, report: EchoReport, version: Version) -> None:
     __tracebackhide__ = True
     assert digest(echoed) == digest(payload)
@@ -169,6 +183,7 @@ async def test_client_and_server_both_trio_tls(version: Version) -> None:
             async with stream:
                 echoed = await send_and_receive_echo(stream, payload, seed=1)
                 assert stream.version() == version.name
+                check_statistics(stream, sent=len(payload), received=len(echoed), version=version)
             await handler_done.wait()
             nursery.cancel_scope.cancel()
     check_echo(payload, echoed, reports[0], version)
@@ -198,6 +213,7 @@ async def test_client_against_stdlib_blocking_server(version: Version) -> None:
             async with stream:
                 echoed = await send_and_receive_echo(stream, payload, seed=2)
                 assert stream.version() == version.name
+                check_statistics(stream, sent=len(payload), received=len(echoed), version=version)
     check_echo(payload, echoed, reports[0], version)
 
 
@@ -261,6 +277,7 @@ async def test_client_against_openssl_s_server_rev(
                     nursery.start_soon(send)
                     nursery.start_soon(receive)
                 assert stream.version() == version.name
+                check_statistics(stream, sent=len(lines), received=len(answers), version=version)
             # -naccept 1: after our close s_server exits by itself, and 0 means it saw
             # a proper session end.
             assert await process.wait() == 0, log.read_text()
@@ -305,6 +322,7 @@ async def test_server_against_openssl_s_client(version: Version, pems: PemFiles)
                 assert data, "s_client closed before sending everything"
                 received += len(data)
                 await stream.send_all(data)
+            check_statistics(stream, sent=received, received=received, version=version)
 
     with trio.fail_after(DEADLINE):
         await serve_one_connection(version, handle, client)

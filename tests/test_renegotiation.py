@@ -176,6 +176,8 @@ async def exchange_and_check(
     else:
         assert peer.verified_client_certificates == peer.completed
     assert stream.version() == case.version.name
+    stats = stream.statistics()
+    assert stats.bytes_sent == stats.bytes_received == PAYLOAD_SIZE + rounds
 
     await stream.aclose()
     return rounds
