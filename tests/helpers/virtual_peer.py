@@ -311,8 +311,9 @@ class PyOpenSSLEchoPeer:
             return
         if self.echoed < self._next_interruption:
             return
-        # A fixed schedule: an interruption delayed by a pending one fires as soon
-        # as it may, so LIMIT is reached well before the payload ends.
+        # A fixed schedule (not "every bytes after the last one"): an interruption
+        # held back by a pending one fires as soon as it may, so they keep coming
+        # back to back while the echo lags behind.
         self._next_interruption += self._every
         self.started += 1
         if self.interruption is Interruption.RENEGOTIATE:
