@@ -122,7 +122,7 @@ async def echo_until_eof(stream: TCPStream) -> EchoReport:
     """Server side of an echo: answer everything until the client's close_notify.
 
     ``receive_some`` returning ``b""`` on a non-https_compatible stream means a
-    close_notify arrived (a bare TCP EOF would raise), so ``clean_eof`` is earned.
+    close_notify arrived (a bare TCP EOF would raise), so a report means a clean close.
     """
     # ``async with``: on any failure the transport is closed at once, so a blocked
     # peer sees EOF instead of waiting for its own timeout.
@@ -133,7 +133,7 @@ async def echo_until_eof(stream: TCPStream) -> EchoReport:
         while data := await stream.receive_some():
             seen += data
             await stream.send_all(data)
-    return EchoReport(version, len(seen), digest(seen), clean_eof=True)
+    return EchoReport(version, len(seen), digest(seen))
 
 
 def check_statistics(stream: TCPStream, *, sent: int, received: int, version: Version) -> None:
@@ -153,7 +153,7 @@ def check_statistics(stream: TCPStream, *, sent: int, received: int, version: Ve
 def check_echo(payload: bytes, echoed: bytes, report: EchoReport, version: Version) -> None:
     __tracebackhide__ = True
     assert digest(echoed) == digest(payload)
-    assert report == EchoReport(version.name, len(payload), digest(payload), clean_eof=True)
+    assert report == EchoReport(version.name, len(payload), digest(payload))
 
 
 # --- 1. trio_tls on both ends --------------------------------------------------------------

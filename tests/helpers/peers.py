@@ -110,15 +110,13 @@ class EchoReport:
     version: str | None
     byte_count: int
     sha256: str
-    #: True when the peer's last read saw a close_notify (b""), not a ragged EOF.
-    clean_eof: bool
 
 
 def blocking_echo_server(listener: socket.socket, ctx: ssl.SSLContext) -> EchoReport:
     """Accept one connection on ``listener``, echo it until close_notify, report.
 
     ``suppress_ragged_eofs=False`` makes a truncation raise instead of looking like a
-    clean end, so ``clean_eof`` really means the client closed the TLS layer properly.
+    clean end: a report is only returned when the client closed the TLS layer properly.
     """
     conn, _ = listener.accept()
     conn.settimeout(SOCKET_TIMEOUT)
@@ -131,7 +129,7 @@ def blocking_echo_server(listener: socket.socket, ctx: ssl.SSLContext) -> EchoRe
             tls.sendall(data)
         # The client closes its transport right after its close_notify (trio does), so
         # there is nobody left to answer; just close.
-        return EchoReport(tls.version(), count, seen.hexdigest(), clean_eof=True)
+        return EchoReport(tls.version(), count, seen.hexdigest())
 
 
 def blocking_echo_client(
