@@ -49,7 +49,9 @@ def _is_eof(exc: BaseException | None) -> bool:
     """
     if isinstance(exc, ssl.SSLEOFError):
         return True
-    return isinstance(exc, ssl.SSLError) and "UNEXPECTED_EOF_WHILE_READING" in str(exc.reason)
+    # ``reason`` is only set on errors that came from OpenSSL itself.
+    reason = getattr(exc, "reason", None)
+    return isinstance(exc, ssl.SSLError) and reason == "UNEXPECTED_EOF_WHILE_READING"
 
 
 @dataclass(slots=True)
@@ -186,8 +188,11 @@ class TLSEngine:
         with memoryview(buf) as view:
             try:
                 while got < len(buf):
-                    # With a buffer, read() returns a count (typeshed says bytes).
-                    n = cast(int, obj.read(len(buf) - got, view[got:]))
+                    # Released at once, even when read() raises: a live export
+                    # would stop us trimming ``buf`` below.
+                    with view[got:] as rest:
+                        # With a buffer, read() returns a count (typeshed says bytes).
+                        n = cast(int, obj.read(len(rest), rest))
                     if n == 0:  # the peer's close_notify
                         self.peer_closed = True
                         break
@@ -203,6 +208,9 @@ class TLSEngine:
                 self.peer_closed = True
             except ssl.SSLError as exc:
                 if self.ragged_eof_ok and _is_eof(exc):
+                    # OpenSSL queued a fatal alert for the EOF; the peer is gone and
+                    # we are calling this a clean end, so it must not be sent.
+                    self._out.read()
                     self.peer_closed = True
                 elif got == 0:
                     return self._failed(exc)

@@ -206,6 +206,13 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         handshake_timeout: float | None = None,
         close_timeout: float | None = None,
     ) -> None:
+        if not server_side and server_hostname is None and ssl_context.check_hostname:
+            # wrap_bio() accepts this and then verifies no hostname at all (only
+            # wrap_socket() refuses it), so the certificate of *any* name would pass.
+            raise ValueError(
+                "check_hostname requires server_hostname: pass the name the server's "
+                "certificate must match, or turn off ssl_context.check_hostname"
+            )
         self.transport_stream: T_Stream = transport_stream
         self._engine = TLSEngine(
             ssl_context,
@@ -598,7 +605,13 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         try:
             self._sm.check(Op.UNWRAP)
             await self._ensure_handshake()
-            await self._drive("unwrap", self._engine.unwrap)
+            try:
+                await self._drive("unwrap", self._engine.unwrap)
+            except BaseException:
+                # Cancelled or failed half-way through the shutdown exchange: nobody
+                # can tell how much of it happened, so the stream cannot be used.
+                self._sm.fail()
+                raise
             self._sm.move(State.CLOSED)
             return (self.transport_stream, self._engine.take_trailing())
         finally:
@@ -632,14 +645,16 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         # https_compatible: no close_notify. Session tickets still held back (TLS 1.3
         # server that never wrote) are delivered first, bounded, so the client can
         # resume; trio drops them (TLS-PITFALLS 4).
-        if self._engine.delayed and self._sm.state is not State.BROKEN:
-            with (
-                trio.move_on_after(ALERT_FLUSH_TIMEOUT),
-                contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
-            ):
-                await self._send_wire(b"")
-        self._sm.move(State.CLOSED)
-        await self.transport_stream.aclose()
+        try:
+            if self._engine.delayed and self._sm.state is not State.BROKEN:
+                with (
+                    trio.move_on_after(ALERT_FLUSH_TIMEOUT),
+                    contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+                ):
+                    await self._send_wire(b"")
+        finally:
+            self._sm.move(State.CLOSED)
+            await self.transport_stream.aclose()
 
     async def _say_goodbye(self) -> None:
         await self._ensure_handshake()
