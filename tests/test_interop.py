@@ -26,7 +26,17 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from helpers.peers import (
+
+import trio_tls
+from trio_tls import (
+    SSLListener,
+    SSLStream,
+    open_ssl_over_tcp_listeners,
+    open_ssl_over_tcp_stream,
+    serve_ssl_over_tcp,
+)
+
+from .helpers.peers import (
     EchoReport,
     PemFiles,
     blocking_echo_client,
@@ -38,7 +48,7 @@ from helpers.peers import (
     s_client_command,
     write_pem_files,
 )
-from helpers.tls import (
+from .helpers.tls import (
     SERVER_ADDRESS,
     SERVER_HOSTNAME,
     VERSIONS,
@@ -50,15 +60,6 @@ from helpers.tls import (
     random_payload,
     reverse_lines,
     server_context,
-)
-
-import trio_tls
-from trio_tls import (
-    SSLListener,
-    SSLStream,
-    open_ssl_over_tcp_listeners,
-    open_ssl_over_tcp_stream,
-    serve_ssl_over_tcp,
 )
 
 #: Plaintext bytes pushed through each connection (each direction).

@@ -1,6 +1,6 @@
 """Re-handshakes started by the peer while data keeps flowing.
 
-The peer (:mod:`helpers.virtual_peer`) is pyOpenSSL, because the stdlib cannot start
+The peer (:mod:`tests.helpers.virtual_peer`) is pyOpenSSL, because the stdlib cannot start
 a renegotiation. It echoes every byte and, on a schedule of echoed bytes, starts an
 in-band re-handshake: a TLS 1.2 renegotiation (as server, or as client with trio_tls
 as the server), or under TLS 1.3, which has none, a post-handshake client-certificate
@@ -30,7 +30,10 @@ from dataclasses import dataclass
 import pytest
 import trio
 import trio.testing
-from helpers.tls import (
+
+from trio_tls import SSLStream
+
+from .helpers.tls import (
     SERVER_ADDRESS,
     SERVER_HOSTNAME,
     TLS12,
@@ -43,14 +46,12 @@ from helpers.tls import (
     random_payload,
     server_context,
 )
-from helpers.virtual_peer import (
+from .helpers.virtual_peer import (
     OP_ALLOW_CLIENT_RENEGOTIATION,
     Interruption,
     PyOpenSSLEchoPeer,
     Sleeper,
 )
-
-from trio_tls import SSLStream
 
 #: Sizes are fixed so every run does the same amount of work. The peer interrupts at
 #: every multiple of EVERY echoed bytes (one at a time), at most LIMIT times, so all
