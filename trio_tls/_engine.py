@@ -26,6 +26,7 @@ This module never imports trio: it is unit-tested by pumping two engines togethe
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -235,7 +236,7 @@ class TLSEngine:
     def read(self, max_bytes: int | None) -> Step[bytes]:
         """Decrypt every complete record already buffered, up to ``max_bytes``.
 
-        Plaintext decrypted ahead of time (:meth:`read_ahead`, or before a write during
+        Plaintext decrypted ahead of time (:meth:`read_ahead_until`, or before a write during
         a renegotiation) comes first. With ``max_bytes=None`` the read is sized to the
         ciphertext on hand, so a 100-byte message costs a 100-byte buffer.
         """
@@ -243,17 +244,29 @@ class TLSEngine:
             return Step(b"", want_read=False, finished=True, result=self._take_plain(max_bytes))
         return self._decrypt(max_bytes)
 
-    def read_ahead(self) -> Step[bytes]:
-        """Decrypt what has arrived and keep it for the next :meth:`read`.
+    def read_ahead_until(self, ready: Callable[[], bool]) -> Step[bool]:
+        """Process incoming records until ``ready()``, keeping any plaintext for later.
 
-        For callers that wait for something only a read processes (a TLS 1.3 ticket, a
-        post-handshake certificate) without consuming the application's data. The
-        result is the newly decrypted part: empty means end of stream.
+        For callers waiting for something only a read processes (a TLS 1.3 ticket, a
+        post-handshake certificate) without consuming the application's data, which
+        the next :meth:`read` returns first. Finishes with True once ``ready()`` holds
+        (checked after every record batch, so a ticket followed by an EOF still
+        counts), or False at end of stream.
         """
+        if ready():
+            return Step(b"", want_read=False, finished=True, result=True)
         step = self._decrypt(None)
+        if step.error is not None:
+            return Step(step.to_send, want_read=False, finished=True, error=step.error)
         if step.result:
             self._plain += step.result
-        return step
+        if ready():
+            return Step(step.to_send, want_read=False, finished=True, result=True)
+        if step.want_read:
+            return Step(step.to_send, want_read=True, finished=False)
+        if not step.result:  # end of stream
+            return Step(step.to_send, want_read=False, finished=True, result=False)
+        return Step(step.to_send, want_read=False, finished=False)  # more may be buffered
 
     def _take_plain(self, max_bytes: int | None) -> bytes:
         end = len(self._plain) if max_bytes is None else max_bytes

@@ -518,10 +518,10 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         assert data is not None
         return data
 
-    async def _read_ahead(self) -> bool:
-        """Read ahead while a helper waits for something; False at end of stream."""
-        data = await self._drive("read", self._engine.read_ahead)
-        return bool(data)
+    async def _read_ahead_until(self, ready: Callable[[], bool]) -> bool:
+        """Read until ``ready()``, keeping data for receive_some; False at end of stream."""
+        done = await self._drive("read", self._engine.read_ahead_until, ready)
+        return bool(done)
 
     def _claim_receiving(self, what: str) -> None:
         if self._receiving:
@@ -611,11 +611,10 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         try:
             self._sm.check(Op.RECEIVE)
             await self._ensure_handshake()
-            while not self._engine.has_resumable_session():
-                if not await self._read_ahead():
-                    raise NoSessionTicketError(
-                        "the server closed the connection before sending a session ticket"
-                    )
+            if not await self._read_ahead_until(self._engine.has_resumable_session):
+                raise NoSessionTicketError(
+                    "the server closed the connection before sending a session ticket"
+                )
             session = self._engine.obj.session
             assert session is not None
             await trio.lowlevel.checkpoint()
@@ -665,11 +664,11 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
                 "(set post_handshake_auth = True on its SSLContext)"
             ) from exc
         await self._drive("certificate request", self._engine.handshake)
-        while self._engine.obj.getpeercert(binary_form=True) is None:
-            if not await self._read_ahead():
-                raise PostHandshakeAuthError(
-                    "the client closed the connection instead of sending a certificate"
-                )
+        obj = self._engine.obj
+        if not await self._read_ahead_until(lambda: obj.getpeercert(binary_form=True) is not None):
+            raise PostHandshakeAuthError(
+                "the client closed the connection instead of sending a certificate"
+            )
 
     # -- closing --------------------------------------------------------------------------
 
