@@ -44,6 +44,9 @@ bench-quick: $(VENV)/.stamp-bench
 	$(PY) -m trio_tls bench --quick
 
 soak: $(VENV)/.stamp-bench
+	$(BIN)/pip install -q atheris || echo "soak: atheris did not install; fuzzing with hypothesis only"
+	TRIO_TLS_FUZZ_EXAMPLES=2000 $(PY) -m pytest tests/test_fuzz.py -q --timeout=1200 --hypothesis-show-statistics
+	if $(PY) -c "import atheris" 2>/dev/null; then $(PY) tests/test_fuzz.py -runs=30000 -max_len=4096; fi
 	$(PY) tests/soak.py
 
 clean:
