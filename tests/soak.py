@@ -448,6 +448,12 @@ class SoakReport:
                 "server_rss_at_peak_mib": round(peak.rss_at_peak_kib / 1024, 1),
                 "server_peak_rss_mib": round(self.server_final.peak_rss_kib / 1024, 1),
                 "server_rss_per_connection_kib": round(per_conn, 1),
+                # Peak includes every connection's buffers mid-echo, not just idle state.
+                "server_peak_rss_per_connection_kib": round(
+                    (self.server_final.peak_rss_kib - peak.rss_baseline_kib)
+                    / max(peak.peak_active, 1),
+                    1,
+                ),
             }
         return figures
 
