@@ -478,7 +478,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
 
     # -- data -----------------------------------------------------------------------------
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Receive and decrypt some data; ``b""`` at end of stream.
 
         See :meth:`trio.abc.ReceiveStream.receive_some`. With ``max_bytes=None``,
@@ -504,7 +504,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         finally:
             self._receiving = False
 
-    async def _receive(self, max_bytes: int | None) -> bytes | bytearray:
+    async def _receive(self, max_bytes: int | None) -> bytes:
         try:
             if self._handshake_seconds is None:
                 await self._ensure_handshake()
@@ -693,7 +693,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         finally:
             self._sending = False
 
-    async def unwrap(self) -> tuple[T_Stream, bytes | bytearray]:
+    async def unwrap(self) -> tuple[T_Stream, bytes]:
         """Shut TLS down cleanly and hand back the transport.
 
         Returns ``(transport_stream, trailing_bytes)``: ``trailing_bytes`` is what the
