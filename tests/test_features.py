@@ -137,7 +137,7 @@ async def first_connection_session(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(server.send_all, b"hello")
             with trio.fail_after(10):
-                session = await client.resumable_session()
+                session: ssl.SSLSession = await client.resumable_session()
         assert not client.session_reused
         # The data read while waiting for the ticket was kept, not lost.
         assert await client.receive_some() == b"hello"

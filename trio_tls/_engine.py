@@ -28,7 +28,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -66,6 +66,10 @@ class Step(Generic[T]):
     error: ssl.SSLError | ssl.CertificateError | None = None
 
 
+# Shared by every engine: never mutated, and "need input" is the most common answer.
+_NEED_INPUT: Step[Any] = Step(b"", want_read=True, finished=False)
+
+
 class TLSEngine:
     """One side of a TLS connection, with no I/O of its own.
 
@@ -82,6 +86,7 @@ class TLSEngine:
         "_out",
         "_pending_out",
         "_plain",
+        "_plaintext_pending",
         "_read_error",
         "delayed",
         "handshook",
@@ -121,6 +126,8 @@ class TLSEngine:
         # Plaintext decrypted ahead of the application's read (read_ahead, or a
         # write during a renegotiation); the next read returns it first.
         self._plain = b""
+        # A read filled its buffer, so OpenSSL may hold decrypted bytes (pending()).
+        self._plaintext_pending = False
         # Ciphertext taken out of the outgoing BIO by such a drain, still to be sent.
         self._pending_out = b""
 
@@ -278,13 +285,15 @@ class TLSEngine:
             return Step(b"", want_read=False, finished=True, result=b"")
         if self._read_error is not None:
             return self._failed(self._read_error)
-        available = self._in.pending + self.obj.pending()
-        if available == 0 and not self._in.eof:
+        available = self._in.pending
+        if self._plaintext_pending:
+            available += self.obj.pending()
+        if not available and not self._in.eof:
             # Nothing to decrypt: skip the SSL_read that would only raise WantRead.
-            return Step(b"", want_read=True, finished=False)
+            return _NEED_INPUT
         if max_bytes is None:
             # Plaintext is never larger than the ciphertext it came from.
-            max_bytes = min(max(available, 1), MAX_AUTO_READ)
+            max_bytes = available if 0 < available < MAX_AUTO_READ else MAX_AUTO_READ
         return self._read_records(max_bytes)
 
     def _read_records(self, limit: int) -> Step[bytes]:
@@ -293,16 +302,21 @@ class TLSEngine:
         obj, incoming = self.obj, self._in
         parts: list[bytes] = []
         got = 0
+        self._plaintext_pending = False
         try:
             while got < limit:
-                chunk = obj.read(limit - got)
+                want = limit - got
+                chunk = obj.read(want)
                 if not chunk:  # the peer's close_notify
                     self.peer_closed = True
                     break
                 parts.append(chunk)
                 got += len(chunk)
-                if not incoming.pending and not obj.pending():
-                    break
+                if len(chunk) == want:
+                    # A full read may have left part of the record in OpenSSL.
+                    self._plaintext_pending = True
+                elif not incoming.pending:
+                    break  # the record is used up and no ciphertext is left
         except ssl.SSLWantReadError:
             if not parts:
                 return Step(self._outgoing(), want_read=True, finished=False)

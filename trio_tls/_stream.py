@@ -52,6 +52,7 @@ from trio.abc import HalfCloseableStream, Stream
 from ._engine import Step, TLSEngine, _is_eof
 from ._exceptions import NeedHandshakeError, NoSessionTicketError, PostHandshakeAuthError
 from ._state import Op, State, StateMachine
+from ._wire import wire_for
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -106,6 +107,13 @@ class _FifoLock:
 
     def locked(self) -> bool:
         return self._held
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free, without an await (and without a coroutine)."""
+        if self._held:
+            return False
+        self._held = True
+        return True
 
     async def acquire(self) -> None:
         if not self._held:
@@ -191,6 +199,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         "_sending",
         "_sm",
         "_stats",
+        "_wire",
         "transport_stream",
     )
 
@@ -214,6 +223,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
                 "certificate must match, or turn off ssl_context.check_hostname"
             )
         self.transport_stream: T_Stream = transport_stream
+        self._wire = wire_for(transport_stream)
         self._engine = TLSEngine(
             ssl_context,
             server_side=server_side,
@@ -329,13 +339,15 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
 
     # -- moving ciphertext ------------------------------------------------------------
 
-    async def _send_wire(self, data: bytes) -> None:
+    async def _send_wire(self, data: bytes) -> bool:
+        """Send under the FIFO lock; True if that yielded to the scheduler."""
         lock = self._send_lock
-        await lock.acquire()
+        if not lock.try_acquire():
+            await lock.acquire()
         try:
             if self._engine.delayed:
                 data = self._engine.take_delayed() + data
-            await self.transport_stream.send_all(data)
+            yielded = await self._wire.send(data)
         except BaseException:
             # An unknown amount reached the wire: the TLS stream cannot continue.
             self._sm.fail()
@@ -345,31 +357,31 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         stats = self._stats
         stats[2] += len(data)
         stats[4] += 1
+        return yielded
 
-    async def _receive_wire(self) -> None:
+    async def _receive_wire(self) -> bool:
+        """Feed the engine one transport receive; True if that yielded."""
         seen = self._recv_count
         lock = self._recv_lock
-        await lock.acquire()
-        try:
+        if not lock.try_acquire():
+            await lock.acquire()
             if seen != self._recv_count:
-                return  # another task received while we queued: re-run the step first
-            try:
-                data = await self.transport_stream.receive_some()
-            except trio.Cancelled:
-                raise  # nothing was taken from the transport; the stream is intact
-            except BaseException:
-                self._sm.fail()
-                raise
-            if data:
-                self._engine.feed(data)
-            else:
-                self._engine.feed_eof()
-            self._recv_count += 1
+                lock.release()
+                return True  # someone else received while we queued: re-run the step
+        try:
+            count, yielded = await self._wire.receive(self._engine)
+        except trio.Cancelled:
+            raise  # nothing was taken from the transport; the stream is intact
+        except BaseException:
+            self._sm.fail()
+            raise
         finally:
             lock.release()
+        self._recv_count += 1
         stats = self._stats
-        stats[3] += len(data)
+        stats[3] += count
         stats[5] += 1
+        return yielded
 
     async def _flush_alert(self, data: bytes) -> None:
         """Best effort: deliver the alert for a failure the peer caused or must hear of."""
@@ -392,11 +404,9 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
                 self._sm.fail()
                 raise trio.BrokenResourceError(f"TLS {what} failed: {step.error}") from step.error
             if step.to_send:
-                yielded = True
-                await self._send_wire(step.to_send)
+                yielded |= await self._send_wire(step.to_send)
             elif step.want_read:
-                yielded = True
-                await self._receive_wire()
+                yielded |= await self._receive_wire()
             if step.finished:
                 if not yielded:
                     await trio.lowlevel.cancel_shielded_checkpoint()
@@ -478,7 +488,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
 
     # -- data -----------------------------------------------------------------------------
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Receive and decrypt some data; ``b""`` at end of stream.
 
         See :meth:`trio.abc.ReceiveStream.receive_some`. With ``max_bytes=None``,
@@ -504,7 +514,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         finally:
             self._receiving = False
 
-    async def _receive(self, max_bytes: int | None) -> bytes | bytearray:
+    async def _receive(self, max_bytes: int | None) -> bytes:
         try:
             if self._handshake_seconds is None:
                 await self._ensure_handshake()
@@ -693,7 +703,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         finally:
             self._sending = False
 
-    async def unwrap(self) -> tuple[T_Stream, bytes | bytearray]:
+    async def unwrap(self) -> tuple[T_Stream, bytes]:
         """Shut TLS down cleanly and hand back the transport.
 
         Returns ``(transport_stream, trailing_bytes)``: ``trailing_bytes`` is what the
