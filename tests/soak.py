@@ -82,7 +82,11 @@ class ServerStats:
     failures: dict[str, int] = field(default_factory=dict)
     bytes_echoed: int = 0
     rss_baseline_kib: int = 0
+    #: When the count of open connections first reached its peak (a handler start).
     rss_at_peak_kib: int = 0
+    #: When these stats were taken; the load phase asks with every connection open
+    #: and every handshake done.
+    rss_now_kib: int = 0
     peak_rss_kib: int = 0
 
     def opened(self) -> None:
@@ -230,6 +234,7 @@ async def _server_process_main(cert_chain_path: str, handshake_timeout: float) -
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
                 if line.strip() == b"stats":
+                    stats.rss_now_kib = _rss_kib("VmRSS")
                     stats.peak_rss_kib = _rss_kib("VmHWM")
                     print(json.dumps(asdict(stats)), flush=True)
         nursery.cancel_scope.cancel()
@@ -442,10 +447,11 @@ class SoakReport:
             "handshake_timeout_s": self.config.handshake_timeout,
         }
         if self.server_in_subprocess:
-            per_conn = (peak.rss_at_peak_kib - peak.rss_baseline_kib) / max(peak.peak_active, 1)
+            # Taken at the barrier: every connection open, every handshake done, idle.
+            per_conn = (peak.rss_now_kib - peak.rss_baseline_kib) / max(peak.peak_active, 1)
             figures |= {
                 "server_rss_baseline_mib": round(peak.rss_baseline_kib / 1024, 1),
-                "server_rss_at_peak_mib": round(peak.rss_at_peak_kib / 1024, 1),
+                "server_rss_all_open_mib": round(peak.rss_now_kib / 1024, 1),
                 "server_peak_rss_mib": round(self.server_final.peak_rss_kib / 1024, 1),
                 "server_rss_per_connection_kib": round(per_conn, 1),
                 # Peak includes every connection's buffers mid-echo, not just idle state.
