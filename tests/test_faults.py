@@ -10,10 +10,12 @@ states the expected outcome; notes/reliability.md collects them in one table.
 from __future__ import annotations
 
 import contextlib
+import gc
+import os
 import socket
 import ssl
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Literal
 
@@ -113,6 +115,16 @@ class HandDrivenPeer:
         """Close with SO_LINGER 0: the kernel sends RST instead of FIN."""
         self.sock.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.sock.socket.close()
+
+
+@pytest.fixture(autouse=True)
+def no_fd_leak() -> Iterator[None]:
+    """Every socket a test opens (ours, the peer's, listeners) is closed by its end."""
+    gc.collect()
+    before = len(os.listdir("/proc/self/fd"))
+    yield
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) == before, "file descriptors leaked"
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,11 @@ Everything runs over loopback TCP through ``serve_ssl_over_tcp`` and
 from __future__ import annotations
 
 import datetime
+import gc
+import os
 import ssl
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -38,6 +40,16 @@ HOSTNAME_MISMATCH = 62
 
 #: Each connection here ends in milliseconds.
 TIMEOUT = 10.0
+
+
+@pytest.fixture(autouse=True)
+def no_fd_leak() -> Iterator[None]:
+    """Every socket a test opens (ours, the peer's, listeners) is closed by its end."""
+    gc.collect()
+    before = len(os.listdir("/proc/self/fd"))
+    yield
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) == before, "file descriptors leaked"
 
 
 @pytest.fixture(scope="module")
