@@ -34,7 +34,6 @@ from collections.abc import AsyncIterator, Generator, Iterable, Mapping, Sequenc
 from typing import Any, NoReturn
 
 import pytest
-import trio
 
 from .testing import (
     TLS_VERSIONS,
@@ -53,6 +52,7 @@ from .testing import (
     seed_trio_scheduler,
 )
 from .testing._chaos import DEFAULT_SEED_COUNT
+from .testing._pairs import close_pair_forcefully
 
 #: The fixtures that are async and so need a trio test (pytest-trio).
 ASYNC_FIXTURES = ("tls_stream_pair", "tls_server")
@@ -307,8 +307,7 @@ async def tls_stream_pair(
     try:
         yield client, server
     finally:
-        await trio.aclose_forcefully(client)
-        await trio.aclose_forcefully(server)
+        await close_pair_forcefully((client, server))
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from ._pairs import SERVER_NAME as SERVER_NAME
 from ._pairs import TRANSPORTS as TRANSPORTS
 from ._pairs import StreamPair as StreamPair
 from ._pairs import TransportName as TransportName
+from ._pairs import close_pair_forcefully as close_pair_forcefully
 from ._pairs import handshake_pair as handshake_pair
 from ._pairs import open_tls_stream_pair as open_tls_stream_pair
 from ._pairs import open_tls_tcp_stream_pair as open_tls_tcp_stream_pair
@@ -58,6 +59,7 @@ __all__ = [
     "chaos_note",
     "chaos_stream_pair",
     "check_tls_stream",
+    "close_pair_forcefully",
     "echo_handler",
     "handshake_pair",
     "open_tls_stream_pair",

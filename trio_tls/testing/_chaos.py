@@ -4,9 +4,8 @@ A test that passes only because a message happened to arrive in one piece, or
 because one task happened to run before another, is a latent bug: a real network,
 a busier machine or TLS 1.3's different message order will break it one day.
 :class:`ChaosStream` makes that day come now, reproducibly. From a seed it decides,
-for every call, how many times to yield to the scheduler first, how to cut an
-outgoing buffer into separate transport writes, and how much of what arrived to
-hand back. The same seed makes the same decisions, so a failure can be replayed.
+for every call, how many times to yield to the scheduler first and how much of
+what arrived to hand back now. The same seed makes the same decisions, so a failure can be replayed.
 
 Put it *under* SSLStream (the pair makers' ``chaos_seed=`` argument) to vary how
 ciphertext reaches the TLS layer: TLS reassembles each record, so what a
@@ -43,10 +42,6 @@ DEFAULT_SEED_COUNT = 8
 #: lets every other runnable task take a step; a handful is enough to reorder any two
 #: tasks, and more would only slow tests down.
 MAX_EXTRA_CHECKPOINTS = 3
-
-#: Upper bound on the extra cuts in one send_all. Every cut is a separate transport
-#: write the peer may receive on its own.
-MAX_SEND_CUTS = 3
 
 
 def replay_seed() -> int | None:
@@ -86,11 +81,17 @@ def seed_trio_scheduler(seed: int) -> None:
 class ChaosStream(HalfCloseableStream, Generic[S]):
     """Wraps a stream so that timing and chunking vary from ``seed``, reproducibly.
 
-    * ``send_all`` yields a random number of times, then writes ``data`` as one to
-      four separate transport writes, yielding between them.
+    * ``send_all`` yields a random number of times before writing, so the tasks on
+      both sides interleave differently.
     * ``receive_some`` yields a random number of times before waiting on the
       transport (so the peer may write more first: chunks coalesce), then returns a
       random prefix of what arrived and keeps the rest for the next call (chunks split).
+
+    Writes are never split: on a lockstep transport a write still completes when the
+    peer receives it, as one piece, and the receiving side hands it out in pieces.
+    (Split writes there would add deadlocks no real network has: a peer that fails
+    halfway through reading a small flight would block its sender forever, where a
+    kernel buffer would have absorbed it.)
 
     Nothing is reordered, lost or duplicated: the byte stream is exactly the
     transport's. Every method is a checkpoint, concurrent use is refused with
@@ -125,13 +126,6 @@ class ChaosStream(HalfCloseableStream, Generic[S]):
         for _ in range(1 + self._random.randrange(MAX_EXTRA_CHECKPOINTS + 1)):
             await trio.lowlevel.checkpoint()
 
-    def _cuts(self, size: int) -> list[int]:
-        """Offsets at which to split a buffer of ``size`` bytes into separate writes."""
-        if size < 2:
-            return []
-        count = min(self._random.randrange(MAX_SEND_CUTS + 1), size - 1)
-        return sorted({self._random.randrange(1, size) for _ in range(count)})
-
     def _take(self, limit: int) -> int:
         """How many of ``limit`` available bytes to return now (at least one)."""
         if limit == 1 or self._random.random() < 0.5:
@@ -151,14 +145,8 @@ class ChaosStream(HalfCloseableStream, Generic[S]):
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         self._start_sending()
         try:
-            payload = bytes(data)
             await self._jitter()
-            start = 0
-            for end in [*self._cuts(len(payload)), len(payload)]:
-                if start:
-                    await self._jitter()
-                await self.transport.send_all(payload[start:end])
-                start = end
+            await self.transport.send_all(data)
         finally:
             self._sending = False
 

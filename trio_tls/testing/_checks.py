@@ -10,7 +10,7 @@ import trio.testing
 from trio.abc import HalfCloseableStream, Stream
 
 from .._stream import SSLStream
-from ._pairs import StreamPair
+from ._pairs import StreamPair, close_pair_forcefully
 
 #: A maker of fresh ``(client, server)`` pairs, as trio's checks take.
 PairMaker = Callable[[], Awaitable[StreamPair]]
@@ -50,8 +50,7 @@ async def _fresh_pair(maker: PairMaker, check: str) -> AsyncIterator[StreamPair]
             "(a deadlock?)"
         ) from exc
     finally:
-        await trio.aclose_forcefully(client)
-        await trio.aclose_forcefully(server)
+        await close_pair_forcefully((client, server))
 
 
 async def _both(
@@ -163,11 +162,18 @@ async def _check_half_close(maker: PairMaker) -> None:
 async def _check_unwrap(maker: PairMaker) -> None:
     async with _fresh_pair(maker, "unwrap") as (client, server):
         plaintext = b"plaintext after TLS\n" * 5
-        results: dict[str, tuple[Stream, bytes | bytearray]] = {}
 
         async def client_side() -> None:
             await client.send_all(PAYLOAD)
-            results["client"] = await client.unwrap()
+            transport, trailing = await client.unwrap()
+            # Read on inside this task: on a zero-buffer transport the server's
+            # plaintext send only completes when we receive it.
+            rest = await _receive_exactly(transport, len(plaintext) - len(trailing))
+            _expect(
+                bytes(trailing) + rest == plaintext,
+                "trailing bytes plus later transport reads must equal what the peer sent "
+                f"in clear: got {bytes(trailing) + rest!r}",
+            )
 
         async def server_side() -> None:
             await _expect_data(server, PAYLOAD, "data sent before unwrap()")
@@ -179,13 +185,6 @@ async def _check_unwrap(maker: PairMaker) -> None:
             await transport.send_all(plaintext)
 
         await _both(client_side, server_side)
-        transport, trailing = results["client"]
-        rest = await _receive_exactly(transport, len(plaintext) - len(trailing))
-        _expect(
-            bytes(trailing) + rest == plaintext,
-            "trailing bytes plus later transport reads must equal what the peer sent "
-            f"in clear: got {bytes(trailing) + rest!r}",
-        )
         for operation in (client.receive_some, lambda: client.send_all(b"x")):
             with contextlib.suppress(trio.ClosedResourceError):
                 await operation()

@@ -166,6 +166,17 @@ async def handshake_pair(client: SSLStream[Stream], server: SSLStream[Stream]) -
         nursery.start_soon(server.do_handshake)
 
 
+async def close_pair_forcefully(pair: StreamPair) -> None:
+    """Close both streams and their transports at once, without any goodbye.
+
+    The transports too: after ``unwrap()`` an SSLStream no longer owns its transport,
+    and a test that unwrapped would otherwise leak a socket.
+    """
+    for stream in pair:
+        await trio.aclose_forcefully(stream)
+        await trio.aclose_forcefully(stream.transport_stream)
+
+
 def _wrap(
     transports: tuple[Stream, Stream],
     client_ctx: ssl.SSLContext,
