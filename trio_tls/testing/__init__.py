@@ -29,6 +29,7 @@ from ._chaos import seed_trio_scheduler as seed_trio_scheduler
 from ._checks import check_tls_stream as check_tls_stream
 from ._pairs import SERVER_NAME as SERVER_NAME
 from ._pairs import TRANSPORTS as TRANSPORTS
+from ._pairs import AnyStreamPair as AnyStreamPair
 from ._pairs import StreamPair as StreamPair
 from ._pairs import TransportName as TransportName
 from ._pairs import close_pair_forcefully as close_pair_forcefully
@@ -48,6 +49,7 @@ __all__ = [
     "SERVER_NAME",
     "TLS_VERSIONS",
     "TRANSPORTS",
+    "AnyStreamPair",
     "ChaosStream",
     "Handler",
     "KeyTypeName",

@@ -10,10 +10,10 @@ import trio.testing
 from trio.abc import HalfCloseableStream, Stream
 
 from .._stream import SSLStream
-from ._pairs import StreamPair, close_pair_forcefully
+from ._pairs import AnyStreamPair, close_pair_forcefully
 
 #: A maker of fresh ``(client, server)`` pairs, as trio's checks take.
-PairMaker = Callable[[], Awaitable[StreamPair]]
+PairMaker = Callable[[], Awaitable[AnyStreamPair]]
 
 #: Seconds one TLS check may take before it is reported as a deadlock. Each check is
 #: a handful of round trips in memory; only a hang gets anywhere near this.
@@ -29,7 +29,7 @@ def _expect(condition: bool, message: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _fresh_pair(maker: PairMaker, check: str) -> AsyncIterator[StreamPair]:
+async def _fresh_pair(maker: PairMaker, check: str) -> AsyncIterator[AnyStreamPair]:
     """A new pair for one check, force-closed after it, the check bounded in time."""
     __tracebackhide__ = True
     client, server = await maker()

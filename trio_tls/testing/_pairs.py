@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl
-from typing import Literal
+from typing import Any, Literal
 
 import trio
 import trio.testing
@@ -16,8 +16,13 @@ from ._chaos import chaos_stream_pair
 #: The name clients send (SNI) and verify in the pairs made here.
 SERVER_NAME = "trio-tls.example"
 
-#: A connected ``(client, server)`` pair of SSLStreams.
+#: A connected ``(client, server)`` pair of SSLStreams, as the makers here return it.
 StreamPair = tuple[SSLStream[Stream], SSLStream[Stream]]
+
+#: Any ``(client, server)`` pair, whatever its transport type; what the helpers that
+#: take pairs accept. (SSLStream is invariant in its transport type, so a pair over
+#: ``trio.SocketStream`` is not a :data:`StreamPair`.)
+AnyStreamPair = tuple[SSLStream[Any], SSLStream[Any]]
 
 TransportName = Literal["memory", "lockstep", "tcp"]
 
@@ -155,7 +160,7 @@ async def open_tls_stream_pair(
     )
 
 
-async def handshake_pair(client: SSLStream[Stream], server: SSLStream[Stream]) -> None:
+async def handshake_pair(client: SSLStream[Any], server: SSLStream[Any]) -> None:
     """Run both handshakes concurrently, as they must be on a lockstep transport.
 
     Which one finishes first is not defined (it differs between TLS 1.2 and 1.3) and
@@ -166,7 +171,7 @@ async def handshake_pair(client: SSLStream[Stream], server: SSLStream[Stream]) -
         nursery.start_soon(server.do_handshake)
 
 
-async def close_pair_forcefully(pair: StreamPair) -> None:
+async def close_pair_forcefully(pair: AnyStreamPair) -> None:
     """Close both streams and their transports at once, without any goodbye.
 
     The transports too: after ``unwrap()`` an SSLStream no longer owns its transport,
