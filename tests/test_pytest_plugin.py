@@ -9,6 +9,8 @@ leaks in.
 from __future__ import annotations
 
 import re
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -282,3 +284,47 @@ def test_chaos_catches_an_ordering_bug_and_replays_it(
     by_env = pytester.runpytest_subprocess("-v", "-k", version)
     by_env.assert_outcomes(failed=1)
     assert _failing_runs(by_env.stdout.str()) == [(version, seed)]
+
+
+# -- the documentation's examples ---------------------------------------------------------------
+
+ROOT = Path(__file__).parent.parent
+EXAMPLE = re.compile(r"<!-- example: (\S+) ([^>]+?) -->\n```python\n(.*?)```", re.DOTALL)
+
+
+def _examples() -> list[tuple[str, str, str]]:
+    """The tagged examples of notes/testing.md and of the README's testing section."""
+    found = []
+    for doc, minimum in (("notes/testing.md", 5), ("README.md", 1)):
+        examples = EXAMPLE.findall((ROOT / doc).read_text())
+        assert len(examples) >= minimum, f"expected the tagged examples in {doc}"
+        found += examples
+    return found
+
+
+def test_docs_examples(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRIO_TLS_CHAOS_SEED", raising=False)
+    pytester.makeini(TRIO_MODE_INI)
+    kinds = set()
+    for name, kind, code in _examples():
+        path = pytester.path / name
+        path.write_text(code)
+        kinds.add(kind.split("=")[0])
+        if kind == "script":
+            result = pytester.run(sys.executable, str(path), timeout=60)
+            assert result.ret == 0, result.stderr.str()
+        elif kind.startswith("passes="):
+            pytester.runpytest_subprocess(name).assert_outcomes(passed=int(kind.split("=")[1]))
+        elif kind == "chaos-fails":
+            result = pytester.runpytest_subprocess(name)
+            outcomes = result.parseoutcomes()
+            assert outcomes.get("failed", 0) >= 1, "the chaos transport missed the bug"
+            assert outcomes["failed"] + outcomes.get("passed", 0) == 16
+            result.stdout.fnmatch_lines(["*trio_tls chaos: this failed with chaos seed *"])
+            # The same test without the marker passes: only chaos shows the bug.
+            path.write_text(code.replace("@pytest.mark.tls_chaos\n", ""))
+            pytester.runpytest_subprocess(name).assert_outcomes(passed=2)
+        else:
+            raise AssertionError(f"unknown example kind {kind!r} for {name}")
+        path.unlink()
+    assert kinds == {"passes", "chaos-fails", "script"}
