@@ -109,30 +109,6 @@ def resumable(session: ssl.SSLSession | None) -> bool:
     return session is not None and session.has_ticket
 
 
-def expect_https_ragged_eof_bug(
-    request: pytest.FixtureRequest, transport: TransportName, https_compatible: bool
-) -> None:
-    """Mark a run that hits a known trio_tls core bug as a strict xfail.
-
-    With ``https_compatible=True``, a read that meets a ragged EOF makes OpenSSL queue
-    a decode_error alert. The engine's ragged-EOF branch (``TLSEngine._read_into``)
-    returns it as ``to_send`` and ``SSLStream._drive`` sends it to the peer that has
-    just hung up. Where that write fails (the memory and lockstep transports refuse
-    writes once the peer closed) ``receive_some`` raises the transport's
-    ``BrokenResourceError`` instead of returning ``b""``. Over TCP the write happens
-    to succeed, so those runs pass. Strict: once the core is fixed these runs pass,
-    and the mark must go.
-    """
-    if https_compatible and transport != "tcp":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="core bug: https_compatible ragged EOF sends OpenSSL's alert to the "
-                "closed peer and raises instead of returning b''",
-            )
-        )
-
-
 # -- client certificates -------------------------------------------------------------------
 
 
@@ -224,13 +200,8 @@ ServerEnding = Literal["writes", "closes", "closes_https"]
 @pytest.mark.tls_versions("1.3")
 @pytest.mark.parametrize("ending", ["writes", "closes", "closes_https"])
 async def test_tls13_session_becomes_resumable_only_after_the_client_reads(
-    open_pair: PairOpener,
-    tls_ca: TLSTestCA,
-    ending: ServerEnding,
-    request: pytest.FixtureRequest,
-    tls_transport: TransportName,
+    open_pair: PairOpener, tls_ca: TLSTestCA, ending: ServerEnding
 ) -> None:
-    expect_https_ragged_eof_bug(request, tls_transport, ending == "closes_https")
     # One pair of contexts for both connections: tickets are only valid with the
     # server context (its ticket keys) that issued them.
     server_context = tls_ca.server_context(version="1.3")
@@ -328,13 +299,8 @@ async def test_peer_that_closes_right_after_the_handshake(
 @pytest.mark.parametrize("closer", ["client", "server"])
 @pytest.mark.parametrize("https_compatible", [False, True], ids=["standard", "https"])
 async def test_peer_that_hangs_up_without_close_notify_after_the_handshake(
-    open_pair: PairOpener,
-    closer: str,
-    https_compatible: bool,
-    request: pytest.FixtureRequest,
-    tls_transport: TransportName,
+    open_pair: PairOpener, closer: str, https_compatible: bool
 ) -> None:
-    expect_https_ragged_eof_bug(request, tls_transport, https_compatible)
     client, server = await open_pair(https_compatible=https_compatible)
     closing, staying = (client, server) if closer == "client" else (server, client)
 

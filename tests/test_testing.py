@@ -222,13 +222,10 @@ async def test_tcp_pair_over_ipv6_loopback(tls_ca: TLSTestCA) -> None:
 
 
 async def test_https_compatible_pairs(tls_ca: TLSTestCA) -> None:
-    # TCP: over memory and lockstep a core bug makes the ragged EOF raise (see
-    # expect_https_ragged_eof_bug in test_ordering.py).
-    pair = await open_tls_tcp_stream_pair(tls_ca, https_compatible=True)
+    pair = tls_lockstep_stream_pair(tls_ca, https_compatible=True)
     client, server = pair
     await exchange(pair)
     await both(client.aclose, lambda: _expect_eof(server))  # no close_notify: ragged EOF
-    await server.aclose()
 
 
 async def _expect_eof(stream: Stream) -> None:

@@ -50,8 +50,9 @@ import trio
 from trio.abc import HalfCloseableStream, Stream
 
 from ._engine import Step, TLSEngine, _is_eof
-from ._exceptions import NeedHandshakeError
+from ._exceptions import NeedHandshakeError, NoSessionTicketError, PostHandshakeAuthError
 from ._state import Op, State, StateMachine
+from ._wire import wire_for
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -106,6 +107,13 @@ class _FifoLock:
 
     def locked(self) -> bool:
         return self._held
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free, without an await (and without a coroutine)."""
+        if self._held:
+            return False
+        self._held = True
+        return True
 
     async def acquire(self) -> None:
         if not self._held:
@@ -191,6 +199,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         "_sending",
         "_sm",
         "_stats",
+        "_wire",
         "transport_stream",
     )
 
@@ -206,7 +215,15 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         handshake_timeout: float | None = None,
         close_timeout: float | None = None,
     ) -> None:
+        if not server_side and server_hostname is None and ssl_context.check_hostname:
+            # wrap_bio() accepts this and then verifies no hostname at all (only
+            # wrap_socket() refuses it), so the certificate of *any* name would pass.
+            raise ValueError(
+                "check_hostname requires server_hostname: pass the name the server's "
+                "certificate must match, or turn off ssl_context.check_hostname"
+            )
         self.transport_stream: T_Stream = transport_stream
+        self._wire = wire_for(transport_stream)
         self._engine = TLSEngine(
             ssl_context,
             server_side=server_side,
@@ -322,13 +339,15 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
 
     # -- moving ciphertext ------------------------------------------------------------
 
-    async def _send_wire(self, data: bytes) -> None:
+    async def _send_wire(self, data: bytes) -> bool:
+        """Send under the FIFO lock; True if that yielded to the scheduler."""
         lock = self._send_lock
-        await lock.acquire()
+        if not lock.try_acquire():
+            await lock.acquire()
         try:
             if self._engine.delayed:
                 data = self._engine.take_delayed() + data
-            await self.transport_stream.send_all(data)
+            yielded = await self._wire.send(data)
         except BaseException:
             # An unknown amount reached the wire: the TLS stream cannot continue.
             self._sm.fail()
@@ -338,31 +357,31 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         stats = self._stats
         stats[2] += len(data)
         stats[4] += 1
+        return yielded
 
-    async def _receive_wire(self) -> None:
+    async def _receive_wire(self) -> bool:
+        """Feed the engine one transport receive; True if that yielded."""
         seen = self._recv_count
         lock = self._recv_lock
-        await lock.acquire()
-        try:
+        if not lock.try_acquire():
+            await lock.acquire()
             if seen != self._recv_count:
-                return  # another task received while we queued: re-run the step first
-            try:
-                data = await self.transport_stream.receive_some()
-            except trio.Cancelled:
-                raise  # nothing was taken from the transport; the stream is intact
-            except BaseException:
-                self._sm.fail()
-                raise
-            if data:
-                self._engine.feed(data)
-            else:
-                self._engine.feed_eof()
-            self._recv_count += 1
+                lock.release()
+                return True  # someone else received while we queued: re-run the step
+        try:
+            count, yielded = await self._wire.receive(self._engine)
+        except trio.Cancelled:
+            raise  # nothing was taken from the transport; the stream is intact
+        except BaseException:
+            self._sm.fail()
+            raise
         finally:
             lock.release()
+        self._recv_count += 1
         stats = self._stats
-        stats[3] += len(data)
+        stats[3] += count
         stats[5] += 1
+        return yielded
 
     async def _flush_alert(self, data: bytes) -> None:
         """Best effort: deliver the alert for a failure the peer caused or must hear of."""
@@ -385,11 +404,9 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
                 self._sm.fail()
                 raise trio.BrokenResourceError(f"TLS {what} failed: {step.error}") from step.error
             if step.to_send:
-                yielded = True
-                await self._send_wire(step.to_send)
+                yielded |= await self._send_wire(step.to_send)
             elif step.want_read:
-                yielded = True
-                await self._receive_wire()
+                yielded |= await self._receive_wire()
             if step.finished:
                 if not yielded:
                     await trio.lowlevel.cancel_shielded_checkpoint()
@@ -471,7 +488,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
 
     # -- data -----------------------------------------------------------------------------
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Receive and decrypt some data; ``b""`` at end of stream.
 
         See :meth:`trio.abc.ReceiveStream.receive_some`. With ``max_bytes=None``,
@@ -497,7 +514,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         finally:
             self._receiving = False
 
-    async def _receive(self, max_bytes: int | None) -> bytes | bytearray:
+    async def _receive(self, max_bytes: int | None) -> bytes:
         try:
             if self._handshake_seconds is None:
                 await self._ensure_handshake()
@@ -510,6 +527,19 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
             return b""
         assert data is not None
         return data
+
+    async def _read_ahead_until(self, ready: Callable[[], bool]) -> bool:
+        """Read until ``ready()``, keeping data for receive_some; False at end of stream."""
+        done = await self._drive("read", self._engine.read_ahead_until, ready)
+        return bool(done)
+
+    def _claim_receiving(self, what: str) -> None:
+        if self._receiving:
+            raise trio.BusyResourceError(
+                f"another task is currently receiving data on this SSLStream; {what} reads "
+                "too, so call it when no receive_some() is running"
+            )
+        self._receiving = True
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Encrypt ``data`` and send it; see :meth:`trio.abc.SendStream.send_all`.
@@ -562,6 +592,94 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         finally:
             self._sending = False
 
+    # -- sessions and client certificates (trio_tls extensions) ----------------------------
+
+    async def resumable_session(self) -> ssl.SSLSession:
+        """Return a session that can resume this connection, waiting for it if needed.
+
+        Pass it as ``SSLStream(..., session=...)`` on the next connection to the same
+        server. Under TLS 1.2 the session is ready when the handshake is. Under TLS 1.3
+        the server's NewSessionTicket arrives *after* the handshake and only a read
+        processes it, so this reads until one has arrived. Application data read
+        meanwhile is kept and returned by the next :meth:`receive_some`; nothing is
+        lost. Bound the wait the trio way::
+
+            with trio.fail_after(5):
+                session = await stream.resumable_session()
+
+        trio_tls servers send their tickets at once on TCP, with their first write, or
+        when they close; over in-memory transports the server must write or close.
+
+        Raises:
+          NoSessionTicketError: the server closed the connection before sending one.
+          trio.BusyResourceError: another task is in :meth:`receive_some`.
+          ValueError: on a server-side stream.
+        """
+        if self.server_side:
+            raise ValueError("only a client stream has a session to resume")
+        self._claim_receiving("resumable_session()")
+        try:
+            self._sm.check(Op.RECEIVE)
+            await self._ensure_handshake()
+            if not await self._read_ahead_until(self._engine.has_resumable_session):
+                raise NoSessionTicketError(
+                    "the server closed the connection before sending a session ticket"
+                )
+            session = self._engine.obj.session
+            assert session is not None
+            await trio.lowlevel.checkpoint()
+            return session
+        finally:
+            self._receiving = False
+
+    async def verify_client_post_handshake(self) -> None:
+        """Ask the client for its certificate now (TLS 1.3 post-handshake auth).
+
+        Sends a CertificateRequest and returns once the client's certificate has been
+        received and verified; :meth:`getpeercert` then returns it. The client answers
+        while it reads, so it must be reading; a client that has no certificate may
+        never answer, so bound the wait with ``trio.fail_after``. Application data that
+        arrives meanwhile is kept for the next :meth:`receive_some`.
+
+        Both contexts need ``post_handshake_auth = True``; the server's also needs a
+        ``verify_mode`` of ``CERT_OPTIONAL`` or ``CERT_REQUIRED`` and the CA to trust.
+
+        Raises:
+          PostHandshakeAuthError: the client did not offer post-handshake auth, or
+              closed the connection instead of answering.
+          trio.BrokenResourceError: the certificate failed verification (or, with
+              ``CERT_REQUIRED``, the client sent none); ``__cause__`` says why.
+          ValueError: on a client stream, or on a connection that is not TLS 1.3.
+        """
+        if not self.server_side:
+            raise ValueError("only a server stream can ask for a client certificate")
+        self._claim_receiving("verify_client_post_handshake()")
+        try:
+            self._sm.check(Op.RECEIVE)
+            self._sm.check(Op.SEND)
+            await self._ensure_handshake()
+            await self._request_and_await_certificate()
+        finally:
+            self._receiving = False
+
+    async def _request_and_await_certificate(self) -> None:
+        version = self._engine.obj.version()
+        if version != "TLSv1.3":
+            raise ValueError(f"post-handshake authentication needs TLS 1.3, not {version}")
+        try:
+            self._engine.request_client_certificate()
+        except ssl.SSLError as exc:
+            raise PostHandshakeAuthError(
+                "the client did not offer post-handshake authentication "
+                "(set post_handshake_auth = True on its SSLContext)"
+            ) from exc
+        await self._drive("certificate request", self._engine.handshake)
+        obj = self._engine.obj
+        if not await self._read_ahead_until(lambda: obj.getpeercert(binary_form=True) is not None):
+            raise PostHandshakeAuthError(
+                "the client closed the connection instead of sending a certificate"
+            )
+
     # -- closing --------------------------------------------------------------------------
 
     async def send_eof(self) -> None:
@@ -585,7 +703,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         finally:
             self._sending = False
 
-    async def unwrap(self) -> tuple[T_Stream, bytes | bytearray]:
+    async def unwrap(self) -> tuple[T_Stream, bytes]:
         """Shut TLS down cleanly and hand back the transport.
 
         Returns ``(transport_stream, trailing_bytes)``: ``trailing_bytes`` is what the
@@ -598,7 +716,13 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         try:
             self._sm.check(Op.UNWRAP)
             await self._ensure_handshake()
-            await self._drive("unwrap", self._engine.unwrap)
+            try:
+                await self._drive("unwrap", self._engine.unwrap)
+            except BaseException:
+                # Cancelled or failed half-way through the shutdown exchange: nobody
+                # can tell how much of it happened, so the stream cannot be used.
+                self._sm.fail()
+                raise
             self._sm.move(State.CLOSED)
             return (self.transport_stream, self._engine.take_trailing())
         finally:
@@ -632,14 +756,16 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         # https_compatible: no close_notify. Session tickets still held back (TLS 1.3
         # server that never wrote) are delivered first, bounded, so the client can
         # resume; trio drops them (TLS-PITFALLS 4).
-        if self._engine.delayed and self._sm.state is not State.BROKEN:
-            with (
-                trio.move_on_after(ALERT_FLUSH_TIMEOUT),
-                contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
-            ):
-                await self._send_wire(b"")
-        self._sm.move(State.CLOSED)
-        await self.transport_stream.aclose()
+        try:
+            if self._engine.delayed and self._sm.state is not State.BROKEN:
+                with (
+                    trio.move_on_after(ALERT_FLUSH_TIMEOUT),
+                    contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+                ):
+                    await self._send_wire(b"")
+        finally:
+            self._sm.move(State.CLOSED)
+            await self.transport_stream.aclose()
 
     async def _say_goodbye(self) -> None:
         await self._ensure_handshake()
