@@ -128,13 +128,3 @@ async def test_a_cancelled_fast_path_receive_loses_nothing(ca: TLSTestCA) -> Non
                 await client.receive_some()
             await server.send_all(f"message {round_}".encode())
             assert await client.receive_some() == f"message {round_}".encode()
-
-
-async def test_tls13_tickets_leave_at_once_on_a_socket(ca: TLSTestCA) -> None:
-    """A server that neither writes nor closes still lets the client resume."""
-    async with tcp_tls_pair(ca, "1.3") as (client, server):
-        with trio.fail_after(5):
-            session = await client.resumable_session()
-        assert session.has_ticket
-        await client.send_all(b"still in order")  # and the stream carries on normally
-        assert await server.receive_some() == b"still in order"

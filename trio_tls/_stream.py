@@ -52,7 +52,7 @@ from trio.abc import HalfCloseableStream, Stream
 from ._engine import Step, TLSEngine, _is_eof
 from ._exceptions import NeedHandshakeError, NoSessionTicketError, PostHandshakeAuthError
 from ._state import Op, State, StateMachine
-from ._wire import SocketWire, wire_for
+from ._wire import wire_for
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -451,25 +451,8 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
             self._handshake_seconds = time.perf_counter() - started
             if self._sm.state is State.HANDSHAKING:
                 self._sm.move(State.OPEN)
-            self._send_tickets_if_free()
         finally:
             done.set()
-
-    def _send_tickets_if_free(self) -> None:
-        """On a socket, deliver held-back TLS 1.3 tickets now if that cannot block.
-
-        The client can then resume even if this server never writes or closes. On
-        other transports a send might block, so the tickets wait for the first
-        write or the close, as in trio.
-        """
-        engine = self._engine
-        if engine.delayed and isinstance(self._wire, SocketWire) and self._send_lock.try_acquire():
-            try:
-                sent = self._wire.send_nowait(engine.delayed)
-                engine.delayed = engine.delayed[sent:]
-            finally:
-                self._send_lock.release()
-            self._stats[2] += sent
 
     async def _handshake_within_deadline(self) -> None:
         if self._handshake_timeout is None:

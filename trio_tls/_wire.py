@@ -93,18 +93,6 @@ class SocketWire:
         await self._send_rest(data, sent)
         return True
 
-    def send_nowait(self, data: bytes) -> int:
-        """Send what the kernel takes right now, without waiting; the count sent.
-
-        Used for TLS 1.3 session tickets: sending them can never block here, so they
-        cannot deadlock against a peer that is itself busy writing (TLS-PITFALLS 3).
-        A failure is left for the next real send to report.
-        """
-        try:
-            return os.write(self._fd(), data)
-        except (OSError, trio.ClosedResourceError):
-            return 0
-
     async def _send_rest(self, data: bytes, sent: int) -> None:
         with memoryview(data) as view:
             while sent < len(data):
