@@ -617,8 +617,8 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
             with trio.fail_after(5):
                 session = await stream.resumable_session()
 
-        trio_tls servers send their tickets at once on TCP, with their first write, or
-        when they close; over in-memory transports the server must write or close.
+        trio_tls servers send their tickets with their first write or when they close
+        (never right after the handshake: see notes/decisions.md).
 
         Raises:
           NoSessionTicketError: the server closed the connection before sending one.
