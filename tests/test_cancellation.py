@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
@@ -395,6 +396,25 @@ async def aclose_before_handshake(make: PairMaker, cancel_at: CancelAt) -> bool:
     return await _aclose_scenario(make, cancel_at, handshake=False)
 
 
+async def resumable_session(make: PairMaker, cancel_at: CancelAt) -> bool:
+    """Waiting for the session ticket reads ahead; the data it read must survive."""
+    client, server = make()
+    await _handshake_both(client, server)
+    payload = _payload(PAYLOAD_SIZE, seed=7)
+    got = bytearray()
+    async with trio.open_nursery() as nursery:
+        # A trio_tls server sends its TLS 1.3 tickets with its first write.
+        nursery.start_soon(server.send_all, payload)
+        completed = await cancel_at(client.resumable_session)
+        assert not await _is_broken(client), "a cancelled read-ahead must not break the stream"
+        session = await client.resumable_session()
+        assert session.has_ticket
+        await _receive_exactly(client, len(payload), got)
+    assert got == payload
+    await _assert_aclose_closes_transport(client, server)
+    return completed
+
+
 SCENARIOS: list[Scenario] = [
     handshake_client,
     handshake_server,
@@ -403,6 +423,7 @@ SCENARIOS: list[Scenario] = [
     send_all,
     send_all_chunked,
     wait_send_all_might_not_block,
+    resumable_session,
     send_eof,
     unwrap,
     aclose,
@@ -495,3 +516,59 @@ async def test_unwrap_cancelled_after_close_notify_reports_broken(cancel_ca: TLS
     assert await server.receive_some() == b"", "our close_notify did go out"
     await _assert_broken_everywhere(client, receiver_busy=False)
     await _assert_aclose_closes_transport(client)
+
+
+def _pha_pair_maker(ca: TLSTestCA, transport: TransportName, https_compatible: bool) -> PairMaker:
+    server_ctx = ca.server_context(version="1.3")
+    ca.ca.configure_trust(server_ctx)
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    server_ctx.post_handshake_auth = True  # ask only after the handshake
+    client_ctx = ca.client_context(version="1.3", with_client_cert=True)
+    client_ctx.post_handshake_auth = True
+    make_pair = tls_memory_stream_pair if transport == "memory" else tls_lockstep_stream_pair
+
+    def make() -> Pair:
+        return make_pair(
+            client_context=client_ctx, server_context=server_ctx, https_compatible=https_compatible
+        )
+
+    return make
+
+
+async def verify_client_post_handshake(make: PairMaker, cancel_at: CancelAt) -> bool:
+    """TLS 1.3 post-handshake auth, cancelled on the server while the client reads."""
+    client, server = make()
+    await _handshake_both(client, server)
+    seen_by_client = bytearray()
+    async with trio.open_nursery() as nursery:
+        # The client answers the CertificateRequest while it reads.
+        nursery.start_soon(_peer, lambda: _receive_until_eof(client, seen_by_client))
+        completed = await cancel_at(server.verify_client_post_handshake)
+        if await _is_broken(server):
+            assert not completed
+            await _assert_aclose_closes_transport(server)
+            return completed
+        if completed:
+            assert server.getpeercert() is not None
+        # Usable: both directions carry intact data (the client's reader is running).
+        got = bytearray()
+        async with trio.open_nursery() as both:
+            both.start_soon(client.send_all, b"ping")
+            both.start_soon(_receive_exactly, server, 4, got)
+        await server.send_all(b"pong")
+        await _assert_aclose_closes_transport(server)
+    assert got == b"ping"
+    assert seen_by_client == b"pong"
+    return completed
+
+
+@pytest.mark.parametrize("transport", ["memory", "lockstep"])
+@pytest.mark.parametrize("https_compatible", [False, True], ids=["standard", "https"])
+async def test_cancel_post_handshake_auth_at_every_checkpoint(
+    transport: TransportName, https_compatible: bool, cancel_ca: TLSTestCA
+) -> None:
+    """Post-handshake auth exists only in TLS 1.3, hence its own test."""
+    make = _pha_pair_maker(cancel_ca, transport, https_compatible)
+    points = await sweep(verify_client_post_handshake, make)
+    assert points >= 2
+    print(f"cancellation points: {points - 1}")
