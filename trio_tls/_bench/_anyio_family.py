@@ -8,6 +8,7 @@ peer's close_notify (a round trip more than trio's close; see shared TLS pitfall
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -63,10 +64,8 @@ async def _receive_exactly(stream: TLSStream, size: int) -> bytes | None:
 
 
 async def _close(stream: TLSStream) -> None:
-    try:
+    with contextlib.suppress(*_GONE):
         await stream.aclose()
-    except _GONE:
-        pass
 
 
 async def _echo_until_eof(stream: TLSStream) -> None:

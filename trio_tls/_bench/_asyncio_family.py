@@ -8,6 +8,7 @@ returns), ``asyncio.start_server(ssl=...)``, ``write`` + ``drain``, ``read``/``r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -47,10 +48,8 @@ def _describe(writer: asyncio.StreamWriter, measurement: Measurement) -> Measure
 
 async def _close(writer: asyncio.StreamWriter) -> None:
     writer.close()
-    try:
+    with contextlib.suppress(*_GONE):
         await writer.wait_closed()
-    except _GONE:
-        pass
 
 
 async def _receive_exactly(reader: asyncio.StreamReader, size: int) -> bytes | None:
@@ -74,18 +73,14 @@ async def _echo_until_eof(reader: asyncio.StreamReader, writer: asyncio.StreamWr
     await _close(writer)
 
 
-async def _with_server(
-    setup: _Setup, handler: Handler, client: Callable[[int], Awaitable[T]]
-) -> T:
+async def _with_server(setup: _Setup, handler: Handler, client: Callable[[int], Awaitable[T]]) -> T:
     writers: list[asyncio.StreamWriter] = []
 
     async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writers.append(writer)
         await handler(reader, writer)
 
-    server = await asyncio.start_server(
-        tracked, HOST, 0, ssl=setup.server_ctx, backlog=BACKLOG
-    )
+    server = await asyncio.start_server(tracked, HOST, 0, ssl=setup.server_ctx, backlog=BACKLOG)
     port = int(server.sockets[0].getsockname()[1])
     try:
         return await client(port)

@@ -19,6 +19,7 @@ import socket
 import ssl
 import sys
 import threading
+
 from ._certs import client_context, server_context
 from ._memory import MESSAGE
 from ._spec import HOST, HOSTNAME

@@ -33,8 +33,15 @@ def profile_cells(
         for workload in workloads:
             for version in tls:
                 path = directory / f"{contender.name}-{workload.name}-tls{version}.prof"
-                job = Job(contender.name, workload.name, version, certs, params[workload.name],
-                          JOB_TIMEOUT[mode], profile=str(path))  # fmt: skip
+                job = Job(
+                    contender.name,
+                    workload.name,
+                    version,
+                    certs,
+                    params[workload.name],
+                    JOB_TIMEOUT[mode],
+                    profile=str(path),
+                )
                 result = run_worker(job)
                 header = f"== {contender.label}, {workload.name}, TLS {version}"
                 if not result.get("ok"):

@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from ._spec import BASELINE, CONTENDERS_BY_NAME, WORKLOADS, WORKLOADS_BY_NAME
 
@@ -83,7 +83,9 @@ def summarize(results: Iterable[Result]) -> list[Summary]:
                 ratio_min=min(ratios) if ratios else None,
                 ratio_max=max(ratios) if ratios else None,
                 extra_median={
-                    key: statistics.median(float(r["extra"][key]) for r in cell if key in r["extra"])
+                    key: statistics.median(
+                        float(r["extra"][key]) for r in cell if key in r["extra"]
+                    )
                     for key in sorted(extra_keys)
                 },
             )
@@ -107,8 +109,8 @@ def _number(value: float) -> str:
 
 def _ratio(s: Summary) -> tuple[str, str]:
     if s.ratio_median is None or s.ratio_min is None or s.ratio_max is None:
-        return "–", "–"
-    return f"{s.ratio_median:.2f}x", f"{s.ratio_min:.2f}–{s.ratio_max:.2f}"
+        return "-", "-"
+    return f"{s.ratio_median:.2f}x", f"{s.ratio_min:.2f}-{s.ratio_max:.2f}"
 
 
 def _notes(s: Summary) -> str:
@@ -125,7 +127,7 @@ def table(summaries: Sequence[Summary], ceiling: dict[str, Any]) -> str:
         lines += [
             f"### TLS {tls}",
             "",
-            f"| workload | contender | median | min–max | vs {baseline} | ratio min–max | n | notes |",
+            f"| workload | contender | median | min-max | vs {baseline} | ratio min-max | n | notes |",
             "|---|---|---:|---:|---:|---:|---:|---|",
         ]
         for s in (s for s in summaries if s.tls == tls):
@@ -135,7 +137,7 @@ def table(summaries: Sequence[Summary], ceiling: dict[str, Any]) -> str:
             lines.append(
                 f"| {s.workload} ({workload.unit} {direction}) "
                 f"| {CONTENDERS_BY_NAME[s.contender].label} | {_number(s.median)} "
-                f"| {_number(s.min)}–{_number(s.max)} | {ratio} | {spread} | {s.n} | {_notes(s)} |"
+                f"| {_number(s.min)}-{_number(s.max)} | {ratio} | {spread} | {s.n} | {_notes(s)} |"
             )
         lines.append("")
     if ceiling.get("mb_s"):
@@ -155,6 +157,10 @@ def write_json(path: Path, report: dict[str, Any], summaries: Sequence[Summary])
     path.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")
 
 
+#: The chart's x axis starts here: smaller ratios (plain TCP's memory) are drawn clipped.
+_CHART_MIN_RATIO: Final = 0.1
+
+
 def write_png(path: Path, summaries: Sequence[Summary], title: str) -> str | None:
     """Draw ratio-to-baseline bars per workload and TLS version; return a note if impossible."""
     try:
@@ -162,6 +168,7 @@ def write_png(path: Path, summaries: Sequence[Summary], title: str) -> str | Non
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
     except ImportError:
         return "matplotlib is not installed (pip install 'trio_tls[bench]'): no chart drawn"
     with_ratio = [s for s in summaries if s.ratio_median is not None]
@@ -169,41 +176,69 @@ def write_png(path: Path, summaries: Sequence[Summary], title: str) -> str | Non
         return "no ratios to draw (trio.SSLStream did not run)"
     tls_versions = sorted({s.tls for s in with_ratio}, reverse=True)
     workloads = [w for w in WORKLOADS if any(s.workload == w.name for s in with_ratio)]
-    contenders = [c for c in CONTENDERS_BY_NAME if any(s.contender == c for s in with_ratio)]
+    names = list(CONTENDERS_BY_NAME)
+    contenders = [c for c in names if any(s.contender == c for s in with_ratio)]
     height = 0.8 / len(contenders)
     figure, axes = plt.subplots(
-        1, len(tls_versions), figsize=(6.5 * len(tls_versions), 1.0 + 0.9 * len(workloads)),
-        squeeze=False, sharey=True,
-    )  # fmt: skip
+        1,
+        len(tls_versions),
+        figsize=(5.5 * len(tls_versions), 1.6 + 0.75 * len(workloads)),
+        squeeze=False,
+        sharey=True,
+    )
     colors = plt.get_cmap("tab10")
     for ax, tls in zip(axes[0], tls_versions, strict=True):
         for ci, contender in enumerate(contenders):
             cells = {s.workload: s for s in with_ratio if s.tls == tls and s.contender == contender}
-            ys, xs, lo, hi = [], [], [], []
             for wi, workload in enumerate(workloads):
                 s = cells.get(workload.name)
                 if s is None or s.ratio_median is None:
                     continue
-                ys.append(wi + ci * height - 0.4 + height / 2)
-                xs.append(s.ratio_median)
-                lo.append(s.ratio_median - (s.ratio_min or s.ratio_median))
-                hi.append((s.ratio_max or s.ratio_median) - s.ratio_median)
-            ax.barh(ys, xs, height=height, xerr=[lo, hi], color=colors(ci % 10),
-                    label=CONTENDERS_BY_NAME[contender].label, error_kw={"linewidth": 0.8})  # fmt: skip
+                y = wi - 0.4 + (ci + 0.5) * height
+                x = max(s.ratio_median, _CHART_MIN_RATIO)
+                low = max(s.ratio_min or x, _CHART_MIN_RATIO)
+                ax.barh(
+                    y,
+                    x,
+                    height=height,
+                    color=colors(names.index(contender) % 10),
+                    xerr=[[x - low], [max((s.ratio_max or x) - x, 0.0)]],
+                    error_kw={"linewidth": 0.6},
+                    label=contender if wi == 0 else None,
+                )
+                ax.text(x * 1.04, y, f"{s.ratio_median:.2f}", va="center", fontsize=5)
         ax.axvline(1.0, color="black", linewidth=0.8)
         ax.set_xscale("log")
-        ax.set_title(f"TLS {tls}")
-        ax.set_xlabel("ratio to trio.SSLStream (median, min–max bars)")
+        widest = max((s.ratio_max or 1.0) for s in with_ratio)
+        ax.set_xlim(_CHART_MIN_RATIO, max(widest, 1.0) * 1.8)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_title(f"TLS {tls}", fontsize=9)
+        ax.set_xlabel("ratio to trio.SSLStream (median; bars: min-max over rounds)", fontsize=7)
+        ax.tick_params(labelsize=7)
         ax.set_yticks(range(len(workloads)))
         ax.set_yticklabels(
-            [f"{w.name}\n({'higher' if w.higher_is_better else 'lower'} is better)" for w in workloads],
-            fontsize=8,
-        )  # fmt: skip
-        ax.invert_yaxis()
-    axes[0][0].legend(fontsize=7, loc="lower right")
-    figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
+            [
+                f"{w.name}\n({'higher' if w.higher_is_better else 'lower'} is better)"
+                for w in workloads
+            ],
+            fontsize=7,
+        )
+    # Once only: the y axis is shared, so inverting it per subplot would undo itself.
+    axes[0][0].invert_yaxis()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    columns = 2 * len(tls_versions)
+    figure.legend(
+        handles,
+        [CONTENDERS_BY_NAME[n].label for n in labels],
+        loc="lower center",
+        ncol=columns,
+        fontsize=7,
+        frameon=False,
+    )
+    figure.suptitle(title, fontsize=9)
+    legend_rows = -(-len(labels) // columns)
+    figure.tight_layout(rect=(0, 0.025 * legend_rows + 0.01, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=80)
+    figure.savefig(path, dpi=90)
     plt.close(figure)
     return None

@@ -7,12 +7,13 @@ Method (also in notes/benchmarks.md):
 * contenders interleave: each round runs every contender on one workload back to back, in an
   order rotated by one each round, so slow drifts of a shared machine hit all of them alike;
 * each ratio is taken within a round (contender / trio.SSLStream in the same round), then the
-  median and min–max of those ratios are reported alongside the medians of the raw values.
+  median and min-max of those ratios are reported alongside the medians of the raw values.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import signal
@@ -64,25 +65,52 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         description="Compare trio_tls with trio.SSLStream and other TLS stacks on loopback.",
     )
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_const", const=Mode.QUICK, dest="mode",
-                      help="small sizes, TLS 1.3, 1 round: under a minute (default)")
-    size.add_argument("--full", action="store_const", const=Mode.FULL, dest="mode",
-                      help="issue sizes (500 idle, 1,000 concurrent), TLS 1.3 and 1.2, 3 rounds")
-    parser.add_argument("--contenders", type=lambda t: _names(t, list(CONTENDERS_BY_NAME), "contender"),
-                        help=f"comma-separated subset of: {', '.join(CONTENDERS_BY_NAME)}")
-    parser.add_argument("--workloads", type=lambda t: _names(t, list(WORKLOADS_BY_NAME), "workload"),
-                        help=f"comma-separated subset of: {', '.join(WORKLOADS_BY_NAME)}")
-    parser.add_argument("--tls", type=lambda t: _names(t, TLS_VERSIONS, "TLS version"),
-                        help="comma-separated TLS versions: 1.3, 1.2")
+    size.add_argument(
+        "--quick",
+        action="store_const",
+        const=Mode.QUICK,
+        dest="mode",
+        help="small sizes, TLS 1.3, 1 round: under a minute (default)",
+    )
+    size.add_argument(
+        "--full",
+        action="store_const",
+        const=Mode.FULL,
+        dest="mode",
+        help="issue sizes (500 idle, 1,000 concurrent), TLS 1.3 and 1.2, 3 rounds",
+    )
+    parser.add_argument(
+        "--contenders",
+        type=lambda t: _names(t, list(CONTENDERS_BY_NAME), "contender"),
+        help=f"comma-separated subset of: {', '.join(CONTENDERS_BY_NAME)}",
+    )
+    parser.add_argument(
+        "--workloads",
+        type=lambda t: _names(t, list(WORKLOADS_BY_NAME), "workload"),
+        help=f"comma-separated subset of: {', '.join(WORKLOADS_BY_NAME)}",
+    )
+    parser.add_argument(
+        "--tls",
+        type=lambda t: _names(t, TLS_VERSIONS, "TLS version"),
+        help="comma-separated TLS versions: 1.3, 1.2",
+    )
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default: 1 quick, 3 full)")
     parser.add_argument("--json", type=Path, help="write the full report as JSON here")
     parser.add_argument("--png", type=Path, help="draw the ratio chart here (needs matplotlib)")
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="multiply every workload count by this (smoke tests use 0.05)")
-    parser.add_argument("--profile", type=Path, metavar="DIR",
-                        help="instead of the matrix, run each cell once under cProfile, "
-                             "save DIR/<contender>-<workload>-tls<v>.prof and print the top entries")
-    args = parser.parse_args(argv)  # fmt: skip
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply every workload count by this (smoke tests use 0.05)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="instead of the matrix, run each cell once under cProfile, "
+        "save DIR/<contender>-<workload>-tls<v>.prof and print the top entries",
+    )
+    args = parser.parse_args(argv)
     args.mode = args.mode or Mode.QUICK
     if args.rounds is not None and args.rounds < 1:
         parser.error("--rounds must be at least 1")
@@ -116,10 +144,8 @@ def run_worker(job: Job) -> dict[str, Any]:
         stdout, stderr = "", f"killed after {job.timeout + _KILL_GRACE_S:.0f} s"
     finally:
         # The worker may have left its memory peer behind; the group holds both.
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         process.wait()
     lines = stdout.strip().splitlines()
     try:
@@ -131,8 +157,13 @@ def run_worker(job: Job) -> dict[str, Any]:
 
 
 def _job_fields(job: Job) -> dict[str, Any]:
-    return {"contender": job.contender, "workload": job.workload, "tls": job.tls,
-            "round": job.round, "params": job.params}  # fmt: skip
+    return {
+        "contender": job.contender,
+        "workload": job.workload,
+        "tls": job.tls,
+        "round": job.round,
+        "params": job.params,
+    }
 
 
 def _check_version(result: dict[str, Any]) -> dict[str, Any]:
@@ -211,8 +242,15 @@ def _run_matrix(
     plan = _plan(contenders, workloads, tls, rounds)
     results = []
     for index, (round_, workload, version, contender) in enumerate(plan, start=1):
-        job = Job(contender.name, workload.name, version, certs, params[workload.name],
-                  JOB_TIMEOUT[mode], round_)  # fmt: skip
+        job = Job(
+            contender.name,
+            workload.name,
+            version,
+            certs,
+            params[workload.name],
+            JOB_TIMEOUT[mode],
+            round_,
+        )
         began = time.perf_counter()
         result = run_worker(job)
         _progress(index, len(plan), result, time.perf_counter() - began)
@@ -230,23 +268,27 @@ def _run_matrix(
         "baseline": BASELINE,
         "contenders": {c.name: c.label for c in contenders},
         "skipped": skipped,
-        "workloads": {w.name: {"label": w.label, "unit": w.unit,
-                               "higher_is_better": w.higher_is_better} for w in workloads},
+        "workloads": {
+            w.name: {"label": w.label, "unit": w.unit, "higher_is_better": w.higher_is_better}
+            for w in workloads
+        },
         "tls": list(tls),
         "rounds": rounds,
         "params": params,
         "ceiling": ceiling,
         "runs": [r for r in results if r.get("ok")],
         "errors": errors,
-    }  # fmt: skip
+    }
     print(_report.table(summaries, ceiling))
     for name, reason in skipped.items():
         print(f"\nSkipped {CONTENDERS_BY_NAME[name].label}: {reason}")
     if BASELINE not in {c.name for c in contenders}:
         print("\nNo ratios: trio.SSLStream (trio_ssl) was not among the contenders.")
     for error in errors:
-        print(f"\nFAILED {error['contender']} {error['workload']} TLS {error['tls']} "
-              f"round {error['round'] + 1}: {error.get('error')}")  # fmt: skip
+        print(
+            f"\nFAILED {error['contender']} {error['workload']} TLS {error['tls']} "
+            f"round {error['round'] + 1}: {error.get('error')}"
+        )
     if args.json:
         _report.write_json(args.json, report, summaries)
         print(f"\nJSON written to {args.json}")

@@ -7,6 +7,7 @@ handler task per accepted connection, ``send_all`` / ``receive_some``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import time
 from collections.abc import Awaitable, Callable
@@ -49,9 +50,7 @@ class _Variant:
             return tcp
         if server_side:
             return cast(trio.abc.Stream, self._cls(tcp, self._server_ctx, server_side=True))
-        return cast(
-            trio.abc.Stream, self._cls(tcp, self._client_ctx, server_hostname=HOSTNAME)
-        )
+        return cast(trio.abc.Stream, self._cls(tcp, self._client_ctx, server_hostname=HOSTNAME))
 
     async def connect(self, port: int) -> trio.abc.Stream:
         stream = self.wrap(await trio.open_tcp_stream(HOST, port), server_side=False)
@@ -83,10 +82,8 @@ async def _receive_exactly(stream: trio.abc.ReceiveStream, size: int) -> bytes |
 
 async def _close(stream: trio.abc.Stream) -> None:
     # The peer may already be gone; a benchmark connection that closes uncleanly is not an error.
-    try:
+    with contextlib.suppress(trio.BrokenResourceError):
         await stream.aclose()
-    except trio.BrokenResourceError:
-        pass
 
 
 async def _echo_until_eof(stream: trio.abc.Stream) -> None:

@@ -1,0 +1,140 @@
+"""The benchmark harness, end to end on a tiny workload, plus its statistics on known data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trio_tls._bench import _report
+from trio_tls._bench._runner import _check_version, _plan
+from trio_tls._bench._spec import CONTENDERS_BY_NAME, WORKLOADS_BY_NAME
+
+BENCH = [sys.executable, "-m", "trio_tls._bench"]
+
+
+def _run_bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*BENCH, *args], capture_output=True, text=True, timeout=90, check=False)
+
+
+def test_quick_run_writes_json_with_per_round_ratios(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = _run_bench(
+        "--quick",
+        "--contenders",
+        "trio_ssl,trio_tcp",
+        "--workloads",
+        "pingpong",
+        "--tls",
+        "1.3",
+        "--rounds",
+        "2",
+        "--scale",
+        "0.05",
+        "--json",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(out.read_text())
+
+    assert report["mode"] == "quick"
+    assert report["baseline"] == "trio_ssl"
+    assert set(report["contenders"]) == {"trio_ssl", "trio_tcp"}
+    assert report["errors"] == []
+    assert report["machine"]["cpu_count"] >= 1
+    assert report["machine"]["openssl"].startswith("OpenSSL")
+    runs = report["runs"]
+    # Fresh process per (contender, round): 2 contenders x 2 rounds.
+    assert sorted((r["contender"], r["round"]) for r in runs) == [
+        ("trio_ssl", 0),
+        ("trio_ssl", 1),
+        ("trio_tcp", 0),
+        ("trio_tcp", 1),
+    ]
+    assert all(r["value"] > 0 for r in runs)
+    assert {r["version"] for r in runs if r["contender"] == "trio_ssl"} == {"TLSv1.3"}
+    assert {r["version"] for r in runs if r["contender"] == "trio_tcp"} == {None}
+
+    by_round = {(r["contender"], r["round"]): r["value"] for r in runs}
+    summary = {s["contender"]: s for s in report["summary"]}
+    assert summary["trio_ssl"]["ratios"] == [1.0, 1.0]
+    expected = [by_round[("trio_tcp", n)] / by_round[("trio_ssl", n)] for n in (0, 1)]
+    assert summary["trio_tcp"]["ratios"] == pytest.approx(expected)
+    assert summary["trio_tcp"]["ratio_min"] <= summary["trio_tcp"]["ratio_median"]
+    assert summary["trio_tcp"]["ratio_median"] <= summary["trio_tcp"]["ratio_max"]
+    values = [by_round[("trio_tcp", n)] for n in (0, 1)]
+    assert summary["trio_tcp"]["median"] == pytest.approx(sum(values) / 2)
+    # The table on stdout names both contenders and the ratio column.
+    assert "vs trio.SSLStream" in done.stdout
+    assert CONTENDERS_BY_NAME["trio_tcp"].label in done.stdout
+
+
+def test_unknown_contender_is_a_usage_error() -> None:
+    done = _run_bench("--contenders", "trio_ssl,nonesuch")
+    assert done.returncode == 2
+    assert "nonesuch" in done.stderr
+
+
+def _result(contender: str, round_: int, value: float, **extra: float) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "contender": contender,
+        "workload": "bulk_64k",
+        "tls": "1.3",
+        "round": round_,
+        "value": value,
+        "extra": extra,
+    }
+
+
+def test_ratios_pair_rounds_and_skip_rounds_without_baseline() -> None:
+    results = [
+        _result("trio_ssl", 0, 100.0),
+        _result("trio_ssl", 1, 200.0),
+        _result("uvloop", 0, 300.0, seconds=1.0),
+        _result("uvloop", 1, 300.0, seconds=3.0),
+        _result("uvloop", 2, 999.0, seconds=2.0),  # baseline failed in round 2
+        {"ok": False, "contender": "trio_ssl", "workload": "bulk_64k", "tls": "1.3", "round": 2},
+    ]
+    cells = {s.contender: s for s in _report.summarize(results)}
+    assert cells["uvloop"].ratios == [3.0, 1.5]
+    assert cells["uvloop"].ratio_median == pytest.approx(2.25)
+    assert (cells["uvloop"].ratio_min, cells["uvloop"].ratio_max) == (1.5, 3.0)
+    assert (cells["uvloop"].median, cells["uvloop"].n) == (300.0, 3)
+    assert cells["uvloop"].extra_median == {"seconds": 2.0}
+    assert cells["trio_ssl"].ratio_median == 1.0
+
+
+def test_table_marks_direction_and_ceiling() -> None:
+    summaries = _report.summarize([_result("trio_ssl", 0, 100.0), _result("blocking", 0, 50.0)])
+    text = _report.table(summaries, {"mb_s": 3600.0})
+    assert "| bulk_64k (MB/s ↑) | ssl.SSLSocket + threads | 50.0 |" in text
+    assert "0.50x" in text
+    assert "1,800 MB/s" in text
+
+
+def test_plan_interleaves_contenders_and_rotates_each_round() -> None:
+    contenders = [CONTENDERS_BY_NAME[n] for n in ("trio_ssl", "asyncio", "blocking")]
+    plan = _plan(contenders, [WORKLOADS_BY_NAME["pingpong"]], ["1.3"], rounds=2)
+    order = [(round_, c.name) for round_, _, _, c in plan]
+    assert order == [
+        (0, "trio_ssl"),
+        (0, "asyncio"),
+        (0, "blocking"),
+        (1, "asyncio"),
+        (1, "blocking"),
+        (1, "trio_ssl"),
+    ]
+
+
+def test_a_wrong_negotiated_version_is_an_error() -> None:
+    ok = {"ok": True, "tls": "1.2", "version": "TLSv1.2"}
+    assert _check_version(ok) is ok
+    wrong = _check_version({"ok": True, "tls": "1.2", "version": "TLSv1.3"})
+    assert wrong["ok"] is False
+    assert "TLSv1.3" in wrong["error"]
+    assert _check_version({"ok": True, "tls": "1.3", "version": None})["ok"] is True
