@@ -151,6 +151,62 @@ def table(summaries: Sequence[Summary], ceiling: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Target:
+    """A goal from project issue 3, checked against the medians of per-round ratios."""
+
+    workload: str
+    #: trio_tls / ``against`` must be at least (or, for memory, at most) ``threshold``.
+    threshold: float
+    against: str = BASELINE
+
+
+#: The performance goals of issue 3 for trio_tls, as ratios measured in the same run.
+TARGETS: Final = (
+    Target("bulk_64k", 2.0),
+    Target("bulk_16k", 2.5),
+    Target("pingpong", 2.5),
+    Target("pingpong", 0.9, against="trio_tcp"),
+    Target("handshake_ecdsa", 1.3),
+    Target("handshake_rsa", 1.3),
+    Target("memory_server", 1.0),
+)
+
+
+def _round_ratios(
+    results: Iterable[Result], workload: str, tls: str, a: str, b: str
+) -> list[float]:
+    values: dict[tuple[str, int], float] = {
+        (r["contender"], r["round"]): float(r["value"])
+        for r in results
+        if r.get("ok") and r["workload"] == workload and r["tls"] == tls
+    }
+    rounds = sorted({n for (_, n) in values})
+    return [
+        values[(a, n)] / values[(b, n)] for n in rounds if (a, n) in values and (b, n) in values
+    ]
+
+
+def targets(results: Sequence[Result], contender: str = "trio_tls") -> list[str]:
+    """One line per issue-3 target that this run can check, saying whether it is met."""
+    lines = []
+    for tls in sorted({r["tls"] for r in results}, reverse=True):
+        for target in TARGETS:
+            ratios = _round_ratios(results, target.workload, tls, contender, target.against)
+            if not ratios:
+                continue
+            ratio = statistics.median(ratios)
+            lower = not WORKLOADS_BY_NAME[target.workload].higher_is_better
+            met = ratio <= target.threshold if lower else ratio >= target.threshold
+            sign = "<=" if lower else ">="
+            against = CONTENDERS_BY_NAME[target.against].label
+            lines.append(
+                f"- TLS {tls} {target.workload}: {CONTENDERS_BY_NAME[contender].label} / {against}"
+                f" = {ratio:.2f} (target {sign} {target.threshold:.1f}): {'met' if met else 'NOT met'}"
+            )
+    return lines
+
+
 def write_json(path: Path, report: dict[str, Any], summaries: Sequence[Summary]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     body = {**report, "summary": [asdict(s) for s in summaries]}

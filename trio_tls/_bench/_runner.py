@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import json
 import os
 import signal
 import subprocess
@@ -111,6 +112,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "save DIR/<contender>-<workload>-tls<v>.prof and print the top entries",
     )
     args = parser.parse_args(argv)
+    args.argv = list(argv)
     args.mode = args.mode or Mode.QUICK
     if args.rounds is not None and args.rounds < 1:
         parser.error("--rounds must be at least 1")
@@ -149,7 +151,7 @@ def run_worker(job: Job) -> dict[str, Any]:
         process.wait()
     lines = stdout.strip().splitlines()
     try:
-        result: dict[str, Any] = __import__("json").loads(lines[-1])
+        result: dict[str, Any] = json.loads(lines[-1])
     except (IndexError, ValueError):
         tail = stderr.strip().splitlines()[-1:] or [f"exit status {process.returncode}"]
         return {"ok": False, **_job_fields(job), "error": tail[0]}
@@ -260,7 +262,7 @@ def _run_matrix(
     machine["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     report = {
         "schema": 1,
-        "command": ["python", "-m", "trio_tls", "bench", *(sys.argv[1:])],
+        "command": " ".join(["python -m trio_tls bench", *args.argv]),
         "mode": mode.value,
         "started": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(),
         "duration_s": time.time() - started,
@@ -280,6 +282,9 @@ def _run_matrix(
         "errors": errors,
     }
     print(_report.table(summaries, ceiling))
+    goals = _report.targets(results)
+    if goals:
+        print("\nIssue 3 targets (medians of per-round ratios):", *goals, sep="\n")
     for name, reason in skipped.items():
         print(f"\nSkipped {CONTENDERS_BY_NAME[name].label}: {reason}")
     if BASELINE not in {c.name for c in contenders}:

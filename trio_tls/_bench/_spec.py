@@ -164,8 +164,8 @@ SIZES: Final[dict[Mode, dict[Kind, dict[str, int]]]] = {
         Kind.BULK: {"total": 128 * 2**20},
         Kind.PINGPONG: {"count": 6000, "warmup": 300},
         Kind.HANDSHAKE: {"count": 300, "warmup": 5},
-        Kind.MEMORY_SERVER: {"count": 500, "traced": 100},
-        Kind.MEMORY_CLIENT: {"count": 500, "traced": 100},
+        Kind.MEMORY_SERVER: {"count": 500, "traced": 50},
+        Kind.MEMORY_CLIENT: {"count": 500, "traced": 50},
         Kind.CONCURRENT: {"connections": 1000, "exchanges": 4},
     },
 }
