@@ -1,5 +1,23 @@
 """TLS for trio: a drop-in ``SSLStream``, listeners, TCP helpers and a testing kit."""
 
+from ._exceptions import NeedHandshakeError as NeedHandshakeError
+from ._listener import SSLListener as SSLListener
+from ._listener import default_client_context as default_client_context
+from ._listener import open_ssl_over_tcp_listeners as open_ssl_over_tcp_listeners
+from ._listener import open_ssl_over_tcp_stream as open_ssl_over_tcp_stream
+from ._listener import serve_ssl_over_tcp as serve_ssl_over_tcp
+from ._stream import SSLStream as SSLStream
+from ._stream import TLSStatistics as TLSStatistics
 from ._version import __version__ as __version__
 
-__all__ = ["__version__"]
+__all__ = [
+    "NeedHandshakeError",
+    "SSLListener",
+    "SSLStream",
+    "TLSStatistics",
+    "__version__",
+    "default_client_context",
+    "open_ssl_over_tcp_listeners",
+    "open_ssl_over_tcp_stream",
+    "serve_ssl_over_tcp",
+]

@@ -1,0 +1,181 @@
+"""The sans-I/O engine, with no event loop: two engines pumped together by hand."""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+
+from trio_tls._engine import Step, TLSEngine, _is_eof
+from trio_tls.testing import SERVER_NAME, TLSTestCA
+from trio_tls.testing._certs import TLSVersionName
+
+
+def make_engines(ca: TLSTestCA, version: TLSVersionName) -> tuple[TLSEngine, TLSEngine]:
+    client = TLSEngine(
+        ca.client_context(version=version), server_side=False, server_hostname=SERVER_NAME
+    )
+    server = TLSEngine(ca.server_context(version=version), server_side=True, server_hostname=None)
+    return client, server
+
+
+def pump_handshake(client: TLSEngine, server: TLSEngine, *, chunk: int) -> None:
+    """Run both handshakes to completion, delivering ciphertext ``chunk`` bytes at a time."""
+    done = {id(client): False, id(server): False}
+    wire = {id(client): bytearray(), id(server): bytearray()}  # bytes in flight *to* each
+    for _ in range(10_000):
+        for me, peer in ((client, server), (server, client)):
+            if not done[id(me)]:
+                step = me.handshake()
+                assert step.error is None, step.error
+                wire[id(peer)] += step.to_send
+                done[id(me)] = step.finished
+            inbox = wire[id(me)]
+            if inbox:
+                me.feed(bytes(inbox[:chunk]))
+                del inbox[:chunk]
+        if all(done.values()) and not any(wire.values()):
+            return
+    raise AssertionError("handshake did not converge")
+
+
+def transfer(sender: TLSEngine, receiver: TLSEngine, data: bytes, *, chunk: int) -> bytes:
+    step = sender.write(data)
+    assert step.finished and not step.want_read
+    wire = sender.take_delayed() + step.to_send
+    received = bytearray()
+    for start in range(0, len(wire), chunk):
+        receiver.feed(wire[start : start + chunk])
+        while True:
+            got = receiver.read(None)
+            assert got.error is None
+            if got.want_read:
+                break
+            assert got.result is not None
+            received += got.result
+            if not got.result:
+                break
+    return bytes(received)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 100_000], ids=["byte_by_byte", "chunk7", "whole"])
+def test_handshake_and_data_fed_in_any_chunking(
+    ca: TLSTestCA, version: TLSVersionName, chunk: int
+) -> None:
+    client, server = make_engines(ca, version)
+    pump_handshake(client, server, chunk=chunk)
+    assert client.obj.version() == server.obj.version() == f"TLSv{version}"
+    payload = bytes(range(256)) * 300
+    assert transfer(client, server, payload, chunk=chunk) == payload
+    assert transfer(server, client, payload[::-1], chunk=chunk) == payload[::-1]
+
+
+def test_tls13_server_holds_tickets_back_until_asked(ca: TLSTestCA) -> None:
+    client, server = make_engines(ca, "1.3")
+    pump_handshake(client, server, chunk=100_000)
+    # The tickets are not in any to_send: they wait for the server's first send.
+    assert server.delayed
+    tickets = server.take_delayed()
+    assert not server.delayed
+    client.feed(tickets)
+    step = client.read(None)
+    assert step.want_read  # tickets carry no application data
+    session = client.obj.session
+    assert session is not None and session.has_ticket
+
+
+def test_tls12_server_holds_nothing_back(ca: TLSTestCA) -> None:
+    client, server = make_engines(ca, "1.2")
+    pump_handshake(client, server, chunk=100_000)
+    assert server.delayed == b""
+
+
+def test_read_with_nothing_buffered_wants_input_without_calling_openssl(ca: TLSTestCA) -> None:
+    client, server = make_engines(ca, "1.3")
+    pump_handshake(client, server, chunk=100_000)
+    step = server.read(None)
+    assert step == Step(b"", want_read=True, finished=False)
+
+
+def test_read_returns_every_buffered_record_in_one_call(ca: TLSTestCA) -> None:
+    client, server = make_engines(ca, "1.3")
+    pump_handshake(client, server, chunk=100_000)
+    wire = b"".join(client.write(bytes([i]) * 1000).to_send for i in range(5))
+    server.feed(wire)
+    step = server.read(None)
+    assert step.finished
+    assert step.result == b"".join(bytes([i]) * 1000 for i in range(5))
+
+
+def test_read_respects_max_bytes_and_keeps_the_rest(ca: TLSTestCA) -> None:
+    client, server = make_engines(ca, "1.2")
+    pump_handshake(client, server, chunk=100_000)
+    server.feed(client.write(b"abcdefghij").to_send)
+    first = server.read(3)
+    assert first.result == b"abc"
+    assert server.read(None).result == b"defghij"
+
+
+def test_close_notify_reads_as_sticky_eof(ca: TLSTestCA, version: TLSVersionName) -> None:
+    client, server = make_engines(ca, version)
+    pump_handshake(client, server, chunk=100_000)
+    step = client.send_close_notify()
+    assert step.finished and step.to_send
+    server.feed(client.take_delayed() + step.to_send)
+    assert server.read(None).result == b""
+    assert server.peer_closed
+    assert server.read(10).result == b""  # and again, without touching OpenSSL
+
+
+def test_eof_without_close_notify_is_an_error_unless_allowed(ca: TLSTestCA) -> None:
+    client, server = make_engines(ca, "1.3")
+    pump_handshake(client, server, chunk=100_000)
+    server.feed_eof()
+    step = server.read(None)
+    assert step.finished and _is_eof(step.error)
+
+    client2, server2 = make_engines(ca, "1.3")
+    pump_handshake(client2, server2, chunk=100_000)
+    server2.ragged_eof_ok = True
+    server2.feed_eof()
+    assert server2.read(None).result == b""
+
+
+def test_data_decrypted_before_a_bad_record_is_returned_first(ca: TLSTestCA) -> None:
+    client, server = make_engines(ca, "1.3")
+    pump_handshake(client, server, chunk=100_000)
+    good = client.write(b"good data").to_send
+    bad = bytearray(client.write(b"tampered").to_send)
+    bad[-1] ^= 0x01  # break the AEAD tag
+    server.feed(good + bytes(bad))
+    first = server.read(None)
+    assert first.result == b"good data" and first.error is None
+    second = server.read(None)
+    assert isinstance(second.error, ssl.SSLError)
+
+
+def test_failed_handshake_reports_the_alert_to_send(ca: TLSTestCA) -> None:
+    other = TLSTestCA()  # the client trusts a different CA
+    client = TLSEngine(other.client_context(), server_side=False, server_hostname=SERVER_NAME)
+    server = TLSEngine(ca.server_context(), server_side=True, server_hostname=None)
+    for _ in range(10):
+        c = client.handshake()
+        if c.error is not None:
+            break
+        server.feed(c.to_send)
+        s = server.handshake()
+        client.feed(s.to_send)
+    assert isinstance(c.error, ssl.SSLCertVerificationError)
+    assert c.finished and c.to_send  # the fatal alert, for the driver to flush
+    server.feed(c.to_send)
+    with pytest.raises(ssl.SSLError):
+        server.obj.do_handshake()
+
+
+def test_is_eof_recognises_both_spellings() -> None:
+    assert _is_eof(ssl.SSLEOFError(8, "EOF occurred in violation of protocol"))
+    legacy = ssl.SSLError(1, "[SSL: UNEXPECTED_EOF_WHILE_READING] unexpected eof")
+    legacy.reason = "UNEXPECTED_EOF_WHILE_READING"
+    assert _is_eof(legacy)
+    assert not _is_eof(ssl.SSLError(1, "bad record mac"))
+    assert not _is_eof(None)

@@ -1,0 +1,50 @@
+"""trio's own stream conformance checks, run against trio_tls.SSLStream."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+from trio.abc import Stream
+from trio.testing import check_half_closeable_stream, check_two_way_stream
+
+from trio_tls import SSLStream
+from trio_tls.testing import TLSTestCA, tls_lockstep_stream_pair, tls_memory_stream_pair
+from trio_tls.testing._certs import TLSVersionName
+
+Pair = tuple[SSLStream[Stream], SSLStream[Stream]]
+
+
+async def handshaken(pair: Pair) -> Pair:
+    """Handshake both ends first. On a lockstep transport the conformance check has
+    one side block in wait_send_all_might_not_block until the other receives; if that
+    receive had to start the handshake, it would first need to *send* its hello and
+    both would wait forever. trio's own SSLStream tests do the same."""
+    async with trio.open_nursery() as nursery:
+        for stream in pair:
+            nursery.start_soon(stream.do_handshake)
+    return pair
+
+
+@pytest.mark.parametrize("https_compatible", [False, True], ids=["standard", "https"])
+async def test_two_way_stream_conformance(
+    ca: TLSTestCA, version: TLSVersionName, https_compatible: bool
+) -> None:
+    async def buffered() -> Pair:
+        return tls_memory_stream_pair(ca, version=version, https_compatible=https_compatible)
+
+    async def clogged() -> Pair:
+        return await handshaken(
+            tls_lockstep_stream_pair(ca, version=version, https_compatible=https_compatible)
+        )
+
+    await check_two_way_stream(buffered, clogged)
+
+
+async def test_half_closeable_stream_conformance_tls13(ca: TLSTestCA) -> None:
+    async def buffered() -> Pair:
+        return tls_memory_stream_pair(ca, version="1.3")
+
+    async def clogged() -> Pair:
+        return await handshaken(tls_lockstep_stream_pair(ca, version="1.3"))
+
+    await check_half_closeable_stream(buffered, clogged)

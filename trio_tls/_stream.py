@@ -1,0 +1,682 @@
+"""The trio driver: :class:`SSLStream` moves an engine's ciphertext over a trio Stream.
+
+Theory of operation
+-------------------
+:mod:`trio_tls._engine` knows TLS and nothing about I/O; this module knows I/O and
+nothing about TLS. Every public operation becomes a loop in :meth:`SSLStream._drive`:
+
+1. run one engine step (synchronous: no other task can touch the SSLObject meanwhile);
+2. await *exactly one* thing that makes progress: send the step's ``to_send`` if there
+   is any, otherwise, if the step wants input, receive from the transport;
+3. stop if the step finished, else loop and look again.
+
+Several tasks may be in ``_drive`` at once (one sending while another receives, both
+helping a renegotiation along), so two rules keep them apart:
+
+- **Sends are ordered.** Ciphertext must reach the wire in the order the engine
+  produced it, so the transport send happens under a strict FIFO lock and the task
+  that got ciphertext queues for that lock before it could be overtaken. Sending wins
+  over receiving when a step needs both, because while we are sending someone else may
+  receive the data we were waiting for; after one await we re-run the step.
+- **Receives are shared.** A task that wants input first notes how many transport
+  receives have completed, then takes the receive lock. If someone else received in
+  the meantime it goes back to the engine instead of receiving again: a second receive
+  could block forever waiting for data that will never come.
+
+The locks are :class:`_FifoLock`, whose uncontended acquire does not yield: the
+transport operation that follows is the checkpoint. Every public method is still a
+checkpoint: ``_drive`` starts with ``checkpoint_if_cancelled`` and, if it never
+awaited the transport, ends with ``cancel_shielded_checkpoint`` (shielded so that
+data already decrypted is returned rather than lost to a cancellation).
+
+States live in :mod:`trio_tls._state`; this module asks it whether an operation may
+start and tells it when something happened. Errors are split by blame: misuse raises
+``ValueError``/``TypeError``/``BusyResourceError``/``NeedHandshakeError``; anything
+the peer or the transport did raises ``trio.BrokenResourceError`` chained to the cause.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import operator
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar, TypeVarTuple, final, overload
+
+import idna
+import trio
+from trio.abc import HalfCloseableStream, Stream
+
+from ._engine import Step, TLSEngine, _is_eof
+from ._exceptions import NeedHandshakeError
+from ._state import Op, State, StateMachine
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+T_Stream = TypeVar("T_Stream", bound=Stream)
+
+#: send_all encrypts at most this much at a time, so a huge ``data`` costs one chunk of
+#: ciphertext in memory rather than a second copy of everything (16 records of 16 KiB).
+SEND_CHUNK = 256 * 1024
+
+#: How long a failing operation may spend delivering the fatal alert OpenSSL queued.
+#: An alert is a few bytes and fits any socket buffer at once; the bound only matters
+#: for a peer that stopped reading on a zero-buffer transport, which must not hang us.
+ALERT_FLUSH_TIMEOUT = 1.0
+
+#: Upper bound on sending close_notify in aclose() when ``close_timeout`` is None.
+#: trio waits forever here; a peer that stopped reading would then hold aclose()
+#: (see TLS-PITFALLS 5). After this long the transport is closed anyway.
+CLOSE_NOTIFY_SEND_TIMEOUT = 5.0
+
+
+def _encode_hostname(hostname: str | bytes | None) -> str | None:
+    """IDNA 2008 (UTS 46) like trio, which avoids the stdlib's IDNA 2003 (bpo-17305)."""
+    if hostname is None:
+        return None
+    if isinstance(hostname, bytes):
+        return hostname.decode("ascii")
+    try:
+        hostname.encode("ascii")
+    except UnicodeEncodeError:
+        return idna.encode(hostname, uts46=True).decode("ascii")
+    return hostname
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    if isinstance(exc, trio.BrokenResourceError) and exc.__cause__ is not None:
+        return exc.__cause__
+    return exc
+
+
+class _FifoLock:
+    """A strict FIFO lock whose uncontended ``acquire`` returns without yielding.
+
+    ``release`` hands the lock straight to the longest waiter, so a newcomer can never
+    overtake a queued task; that is what keeps ciphertext in engine order.
+    """
+
+    __slots__ = ("_held", "_lot")
+
+    def __init__(self) -> None:
+        self._held = False
+        self._lot: trio.lowlevel.ParkingLot | None = None
+
+    def locked(self) -> bool:
+        return self._held
+
+    async def acquire(self) -> None:
+        if not self._held:
+            self._held = True
+            return
+        if self._lot is None:
+            self._lot = trio.lowlevel.ParkingLot()
+        await self._lot.park()  # on wake-up, release() has made us the owner
+
+    def release(self) -> None:
+        if self._lot:
+            self._lot.unpark(count=1)
+        else:
+            self._held = False
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class TLSStatistics:
+    """A snapshot of one :class:`SSLStream`, from :meth:`SSLStream.statistics`."""
+
+    #: Negotiated protocol, e.g. ``"TLSv1.3"``; None before the handshake.
+    version: str | None
+    #: Negotiated cipher suite name; None before the handshake.
+    cipher: str | None
+    #: Negotiated ALPN protocol, or None.
+    alpn_protocol: str | None
+    #: Whether the handshake resumed an earlier session.
+    session_reused: bool
+    #: Seconds from the handshake's first step to its completion; None before.
+    handshake_duration: float | None
+    #: Plaintext bytes accepted by send_all / returned by receive_some.
+    bytes_sent: int
+    bytes_received: int
+    #: Ciphertext bytes written to / read from the transport (handshake included).
+    wire_bytes_sent: int
+    wire_bytes_received: int
+    #: Calls made to the transport's send_all / receive_some.
+    transport_sends: int
+    transport_receives: int
+
+
+@final
+class SSLStream(HalfCloseableStream, Generic[T_Stream]):
+    """TLS over any trio :class:`~trio.abc.Stream`: a drop-in for :class:`trio.SSLStream`.
+
+    Args:
+      transport_stream: the stream to encrypt, usually a :class:`trio.SocketStream`.
+      ssl_context: the :class:`ssl.SSLContext` to use.
+      server_hostname: on a client, the name to send (SNI) and to check the server's
+          certificate against when ``ssl_context.check_hostname`` is on.
+      server_side: True for the server end.
+      https_compatible: True for HTTPS-style TLS: a ragged EOF (transport closed with
+          no close_notify) reads as ``b""`` and :meth:`aclose` sends no close_notify.
+          False (the default) follows the TLS standard: a ragged EOF raises
+          :exc:`trio.BrokenResourceError`, since it may be a truncation attack.
+      session: on a client, an :class:`ssl.SSLSession` from an earlier connection to
+          resume (trio_tls extension).
+      handshake_timeout: seconds the handshake may take, or None for no limit. When it
+          runs out the handshake raises :exc:`trio.BrokenResourceError` whose
+          ``__cause__`` is :exc:`trio.TooSlowError` (trio_tls extension).
+      close_timeout: None (the default) makes :meth:`aclose` send close_notify without
+          waiting for the peer's reply, as trio does. A number makes it also wait that
+          many seconds for the peer's close_notify before closing the transport
+          (trio_tls extension).
+
+    Attributes:
+      transport_stream: the wrapped stream.
+    """
+
+    __slots__ = (
+        "_close_timeout",
+        "_engine",
+        "_handshake_done",
+        "_handshake_error",
+        "_handshake_seconds",
+        "_handshake_timeout",
+        "_https_compatible",
+        "_receiving",
+        "_recv_count",
+        "_recv_lock",
+        "_send_lock",
+        "_sending",
+        "_sm",
+        "_stats",
+        "transport_stream",
+    )
+
+    def __init__(
+        self,
+        transport_stream: T_Stream,
+        ssl_context: ssl.SSLContext,
+        *,
+        server_hostname: str | bytes | None = None,
+        server_side: bool = False,
+        https_compatible: bool = False,
+        session: ssl.SSLSession | None = None,
+        handshake_timeout: float | None = None,
+        close_timeout: float | None = None,
+    ) -> None:
+        if not server_side and server_hostname is None and ssl_context.check_hostname:
+            # wrap_bio() accepts this and then verifies no hostname at all (only
+            # wrap_socket() refuses it), so the certificate of *any* name would pass.
+            raise ValueError(
+                "check_hostname requires server_hostname: pass the name the server's "
+                "certificate must match, or turn off ssl_context.check_hostname"
+            )
+        self.transport_stream: T_Stream = transport_stream
+        self._engine = TLSEngine(
+            ssl_context,
+            server_side=server_side,
+            server_hostname=_encode_hostname(server_hostname),
+            session=session,
+        )
+        self._https_compatible = https_compatible
+        self._engine.ragged_eof_ok = https_compatible
+        self._handshake_timeout = handshake_timeout
+        self._close_timeout = close_timeout
+        self._sm = StateMachine()
+        self._handshake_done: trio.Event | None = None
+        self._handshake_error: BaseException | None = None
+        self._handshake_seconds: float | None = None
+        self._send_lock = _FifoLock()
+        self._recv_lock = _FifoLock()
+        self._recv_count = 0
+        self._sending = False
+        self._receiving = False
+        # [bytes_sent, bytes_received, wire_sent, wire_received, sends, receives]:
+        # one list, so the hot paths update counters without attribute lookups.
+        self._stats = [0, 0, 0, 0, 0, 0]
+
+    # -- the forwarded ssl.SSLObject interface -----------------------------------------
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        return self._engine.obj.context
+
+    @context.setter
+    def context(self, value: ssl.SSLContext) -> None:
+        self._engine.obj.context = value
+
+    @property
+    def server_side(self) -> bool:
+        return self._engine.obj.server_side
+
+    @property
+    def server_hostname(self) -> str | None:
+        return self._engine.obj.server_hostname
+
+    @property
+    def session(self) -> ssl.SSLSession | None:
+        return self._engine.obj.session
+
+    @session.setter
+    def session(self, value: ssl.SSLSession | None) -> None:
+        # trio forwards this assignment to the SSLObject, which accepts it before the
+        # handshake; kept so that trio code resuming sessions this way runs unchanged.
+        self._engine.obj.session = value
+
+    @property
+    def session_reused(self) -> bool:
+        return self._after_handshake("session_reused").session_reused
+
+    @overload
+    def getpeercert(self, binary_form: Literal[False] = ...) -> dict[str, Any] | None: ...
+    @overload
+    def getpeercert(self, binary_form: Literal[True]) -> bytes | None: ...
+    @overload
+    def getpeercert(self, binary_form: bool) -> dict[str, Any] | bytes | None: ...
+    def getpeercert(self, binary_form: bool = False) -> dict[str, Any] | bytes | None:
+        return self._after_handshake("getpeercert").getpeercert(binary_form)
+
+    def selected_npn_protocol(self) -> str | None:
+        return self._after_handshake("selected_npn_protocol").selected_npn_protocol()
+
+    def selected_alpn_protocol(self) -> str | None:
+        return self._after_handshake("selected_alpn_protocol").selected_alpn_protocol()
+
+    def cipher(self) -> tuple[str, str, int] | None:
+        return self._after_handshake("cipher").cipher()
+
+    def shared_ciphers(self) -> list[tuple[str, str, int]] | None:
+        return self._after_handshake("shared_ciphers").shared_ciphers()
+
+    def compression(self) -> str | None:
+        return self._after_handshake("compression").compression()
+
+    def get_channel_binding(self, cb_type: str = "tls-unique") -> bytes | None:
+        return self._after_handshake("get_channel_binding").get_channel_binding(cb_type)
+
+    def version(self) -> str | None:
+        return self._after_handshake("version").version()
+
+    def pending(self) -> int:
+        return self._engine.obj.pending()
+
+    def _after_handshake(self, name: str) -> ssl.SSLObject:
+        if self._handshake_seconds is None:
+            raise NeedHandshakeError(f"call do_handshake() before calling {name!r}")
+        return self._engine.obj
+
+    def statistics(self) -> TLSStatistics:
+        """Counters and negotiated parameters; cheap enough to call often."""
+        obj = self._engine.obj
+        done = self._handshake_seconds is not None
+        cipher = obj.cipher() if done else None
+        sent, received, wire_sent, wire_received, sends, receives = self._stats
+        return TLSStatistics(
+            version=obj.version() if done else None,
+            cipher=cipher[0] if cipher else None,
+            alpn_protocol=obj.selected_alpn_protocol() if done else None,
+            session_reused=obj.session_reused if done else False,
+            handshake_duration=self._handshake_seconds,
+            bytes_sent=sent,
+            bytes_received=received,
+            wire_bytes_sent=wire_sent,
+            wire_bytes_received=wire_received,
+            transport_sends=sends,
+            transport_receives=receives,
+        )
+
+    # -- moving ciphertext ------------------------------------------------------------
+
+    async def _send_wire(self, data: bytes) -> None:
+        lock = self._send_lock
+        await lock.acquire()
+        try:
+            if self._engine.delayed:
+                data = self._engine.take_delayed() + data
+            await self.transport_stream.send_all(data)
+        except BaseException:
+            # An unknown amount reached the wire: the TLS stream cannot continue.
+            self._sm.fail()
+            raise
+        finally:
+            lock.release()
+        stats = self._stats
+        stats[2] += len(data)
+        stats[4] += 1
+
+    async def _receive_wire(self) -> None:
+        seen = self._recv_count
+        lock = self._recv_lock
+        await lock.acquire()
+        try:
+            if seen != self._recv_count:
+                return  # another task received while we queued: re-run the step first
+            try:
+                data = await self.transport_stream.receive_some()
+            except trio.Cancelled:
+                raise  # nothing was taken from the transport; the stream is intact
+            except BaseException:
+                self._sm.fail()
+                raise
+            if data:
+                self._engine.feed(data)
+            else:
+                self._engine.feed_eof()
+            self._recv_count += 1
+        finally:
+            lock.release()
+        stats = self._stats
+        stats[3] += len(data)
+        stats[5] += 1
+
+    async def _flush_alert(self, data: bytes) -> None:
+        """Best effort: deliver the alert for a failure the peer caused or must hear of."""
+        if not data and not self._engine.delayed:
+            return
+        with trio.move_on_after(ALERT_FLUSH_TIMEOUT):
+            with contextlib.suppress(
+                trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError
+            ):
+                await self._send_wire(data)
+
+    async def _drive(self, what: str, operation: Callable[[*Ts], Step[T]], *args: *Ts) -> T | None:
+        """Run ``operation`` until it finishes; see the theory of operation above."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        yielded = False
+        while True:
+            step = operation(*args)
+            if step.error is not None:
+                await self._flush_alert(step.to_send)
+                self._sm.fail()
+                raise trio.BrokenResourceError(f"TLS {what} failed: {step.error}") from step.error
+            if step.to_send:
+                yielded = True
+                await self._send_wire(step.to_send)
+            elif step.want_read:
+                yielded = True
+                await self._receive_wire()
+            if step.finished:
+                if not yielded:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                return step.result
+
+    # -- the handshake ------------------------------------------------------------------
+
+    async def _ensure_handshake(self) -> None:
+        state = self._sm.state
+        if state is State.IDLE:
+            await self._handshake()
+        elif state is State.HANDSHAKING:
+            await self._wait_for_other_handshake()
+
+    async def _wait_for_other_handshake(self) -> None:
+        # trio leaves this waiter hanging when the other task's handshake fails; here
+        # the event is set on failure too, and every waiter gets the same cause.
+        assert self._handshake_done is not None
+        await self._handshake_done.wait()
+        if self._handshake_error is not None:
+            cause = _root_cause(self._handshake_error)
+            raise trio.BrokenResourceError(f"the TLS handshake failed: {cause!r}") from cause
+
+    async def _handshake(self) -> None:
+        self._sm.move(State.HANDSHAKING)
+        done = self._handshake_done = trio.Event()
+        started = time.perf_counter()
+        try:
+            await self._handshake_within_deadline()
+        except BaseException as exc:
+            self._handshake_error = exc
+            self._sm.fail()
+            raise
+        else:
+            self._handshake_seconds = time.perf_counter() - started
+            if self._sm.state is State.HANDSHAKING:
+                self._sm.move(State.OPEN)
+        finally:
+            done.set()
+
+    async def _handshake_within_deadline(self) -> None:
+        if self._handshake_timeout is None:
+            await self._drive("handshake", self._engine.handshake)
+            return
+        with trio.move_on_after(self._handshake_timeout) as scope:
+            await self._drive("handshake", self._engine.handshake)
+        if scope.cancelled_caught:
+            self._sm.fail()
+            slow = trio.TooSlowError(
+                f"the TLS handshake did not finish within {self._handshake_timeout} s"
+            )
+            raise trio.BrokenResourceError(str(slow)) from slow
+
+    async def do_handshake(self) -> None:
+        """Ensure that the initial handshake has completed.
+
+        It runs implicitly on the first :meth:`send_all` or :meth:`receive_some`;
+        calling it explicitly lets you inspect the connection (:meth:`version`,
+        :meth:`getpeercert` ...) first. If another task is already handshaking, this
+        waits for it; if that handshake fails, every waiting task gets the failure.
+
+        .. warning:: If this method is cancelled, the stream is left broken, and every
+           later call raises :exc:`trio.BrokenResourceError`.
+        """
+        self._sm.check(Op.HANDSHAKE)
+        if self._sm.state in (State.IDLE, State.HANDSHAKING):
+            await self._ensure_handshake()
+        else:
+            await trio.lowlevel.checkpoint()
+
+    def _https_eof(self, exc: trio.BrokenResourceError) -> bool:
+        """Whether an https_compatible stream should read ``exc`` as a clean EOF."""
+        cause = exc.__cause__
+        return self._https_compatible and (
+            _is_eof(cause)
+            # EOF during the handshake sometimes surfaces as SSLSyscallError.
+            or (self._handshake_seconds is None and isinstance(cause, ssl.SSLSyscallError))
+        )
+
+    # -- data -----------------------------------------------------------------------------
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        """Receive and decrypt some data; ``b""`` at end of stream.
+
+        See :meth:`trio.abc.ReceiveStream.receive_some`. With ``max_bytes=None``,
+        every complete record already received is returned in one call.
+
+        .. warning:: Cancelled during the handshake or a renegotiation, it leaves the
+           stream broken. Cancelled at any other point, nothing is lost.
+        """
+        if self._receiving:
+            raise trio.BusyResourceError(
+                "another task is currently receiving data on this SSLStream"
+            )
+        self._receiving = True
+        try:
+            self._sm.check(Op.RECEIVE)
+            if max_bytes is not None:
+                max_bytes = operator.index(max_bytes)
+                if max_bytes < 1:
+                    raise ValueError("max_bytes must be >= 1")
+            data = await self._receive(max_bytes)
+            self._stats[1] += len(data)
+            return data
+        finally:
+            self._receiving = False
+
+    async def _receive(self, max_bytes: int | None) -> bytes | bytearray:
+        try:
+            if self._handshake_seconds is None:
+                await self._ensure_handshake()
+            data = await self._drive("read", self._engine.read, max_bytes)
+        except trio.BrokenResourceError as exc:
+            if not self._https_eof(exc):
+                raise
+            # A ragged EOF during the handshake is how an HTTPS peer hangs up early.
+            await trio.lowlevel.checkpoint()
+            return b""
+        assert data is not None
+        return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Encrypt ``data`` and send it; see :meth:`trio.abc.SendStream.send_all`.
+
+        .. warning:: If this method is cancelled, the stream is left broken: an unknown
+           part of the data went out. Every later call raises
+           :exc:`trio.BrokenResourceError`.
+        """
+        if self._sending:
+            raise trio.BusyResourceError("another task is currently sending data on this SSLStream")
+        self._sending = True
+        try:
+            self._sm.check(Op.SEND)
+            if self._handshake_seconds is None:
+                await self._ensure_handshake()
+            if not data:
+                # SSLObject.write(b"") would mean something else entirely (EOF).
+                await trio.lowlevel.checkpoint()
+                return
+            await self._send_data(data)
+        finally:
+            self._sending = False
+
+    async def _send_data(self, data: bytes | bytearray | memoryview) -> None:
+        size = len(data) if not isinstance(data, memoryview) else data.nbytes
+        if size <= SEND_CHUNK:
+            await self._drive("write", self._engine.write, data)
+        else:
+            with memoryview(data) as view, view.cast("B") as flat:
+                for start in range(0, size, SEND_CHUNK):
+                    self._sm.check(Op.SEND)
+                    await self._drive("write", self._engine.write, flat[start : start + SEND_CHUNK])
+        self._stats[0] += size
+
+    async def wait_send_all_might_not_block(self) -> None:
+        """See :meth:`trio.abc.SendStream.wait_send_all_might_not_block`."""
+        if self._sending:
+            raise trio.BusyResourceError("another task is currently sending data on this SSLStream")
+        self._sending = True
+        try:
+            self._sm.check(Op.WAIT_SEND)
+            # A task in receive_some may be sending handshake data on the transport;
+            # wait for it through the lock rather than report a conflict that the
+            # caller did not create.
+            await self._send_lock.acquire()
+            try:
+                await self.transport_stream.wait_send_all_might_not_block()
+            finally:
+                self._send_lock.release()
+        finally:
+            self._sending = False
+
+    # -- closing --------------------------------------------------------------------------
+
+    async def send_eof(self) -> None:
+        """Send close_notify and keep receiving (half-close); trio_tls extension.
+
+        After it, :meth:`send_all` raises :exc:`trio.ClosedResourceError` and
+        :meth:`receive_some` keeps returning the peer's data until its close_notify.
+        A second call does nothing.
+        """
+        if self._sending:
+            raise trio.BusyResourceError("another task is currently sending data on this SSLStream")
+        self._sending = True
+        try:
+            self._sm.check(Op.SEND_EOF)
+            if self._sm.state is State.SEND_CLOSED:
+                await trio.lowlevel.checkpoint()
+                return
+            await self._ensure_handshake()
+            await self._drive("close_notify", self._engine.send_close_notify)
+            self._sm.move(State.SEND_CLOSED)
+        finally:
+            self._sending = False
+
+    async def unwrap(self) -> tuple[T_Stream, bytes | bytearray]:
+        """Shut TLS down cleanly and hand back the transport.
+
+        Returns ``(transport_stream, trailing_bytes)``: ``trailing_bytes`` is what the
+        transport delivered after the peer's close_notify; treat it as if it came from
+        ``transport_stream.receive_some()``.
+        """
+        if self._sending or self._receiving:
+            raise trio.BusyResourceError("another task is currently using this SSLStream")
+        self._sending = self._receiving = True
+        try:
+            self._sm.check(Op.UNWRAP)
+            await self._ensure_handshake()
+            try:
+                await self._drive("unwrap", self._engine.unwrap)
+            except BaseException:
+                # Cancelled or failed half-way through the shutdown exchange: nobody
+                # can tell how much of it happened, so the stream cannot be used.
+                self._sm.fail()
+                raise
+            self._sm.move(State.CLOSED)
+            return (self.transport_stream, self._engine.take_trailing())
+        finally:
+            self._sending = self._receiving = False
+
+    async def aclose(self) -> None:
+        """Close the TLS layer, then the transport.
+
+        Unless ``https_compatible``, this first sends close_notify (after finishing the
+        handshake if it has not run). It does not wait for the peer's reply unless
+        ``close_timeout`` is set. Whatever happens, cancellation and failures
+        included, the transport is closed when this returns or raises.
+        """
+        state = self._sm.state
+        if state is State.CLOSED:
+            await trio.lowlevel.checkpoint()
+            return
+        if state is State.BROKEN or self._https_compatible:
+            await self._close_without_goodbye()
+            return
+        try:
+            await self._say_goodbye()
+        except BaseException:
+            self._sm.move(State.CLOSED)
+            await trio.aclose_forcefully(self.transport_stream)
+            raise
+        self._sm.move(State.CLOSED)
+        await self.transport_stream.aclose()
+
+    async def _close_without_goodbye(self) -> None:
+        # https_compatible: no close_notify. Session tickets still held back (TLS 1.3
+        # server that never wrote) are delivered first, bounded, so the client can
+        # resume; trio drops them (TLS-PITFALLS 4).
+        try:
+            if self._engine.delayed and self._sm.state is not State.BROKEN:
+                with (
+                    trio.move_on_after(ALERT_FLUSH_TIMEOUT),
+                    contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+                ):
+                    await self._send_wire(b"")
+        finally:
+            self._sm.move(State.CLOSED)
+            await self.transport_stream.aclose()
+
+    async def _say_goodbye(self) -> None:
+        await self._ensure_handshake()
+        send_limit = (
+            self._close_timeout if self._close_timeout is not None else CLOSE_NOTIFY_SEND_TIMEOUT
+        )
+        with trio.move_on_after(send_limit):
+            if self._sm.state is not State.SEND_CLOSED:
+                # The peer may have closed already; two well-behaved programs can race
+                # here, so a failure to deliver our close_notify is not an error. A
+                # task still sending or receiving makes a clean goodbye impossible.
+                try:
+                    await self._drive("close_notify", self._engine.send_close_notify)
+                except (trio.BrokenResourceError, trio.BusyResourceError):
+                    return
+            if self._close_timeout is not None:
+                await self._await_peer_close_notify()
+
+    async def _await_peer_close_notify(self) -> None:
+        """Read (and discard) until the peer's close_notify; bounded by the caller."""
+        try:
+            while not self._engine.peer_closed:
+                await self._drive("close", self._engine.read, None)
+        except trio.BrokenResourceError:
+            return  # the peer hung up without close_notify: nothing more to wait for
