@@ -64,6 +64,16 @@ class _Variant:
             cipher = tls.cipher()
             measurement.version = tls.version()
             measurement.cipher = cipher[0] if cipher else None
+        statistics = getattr(stream, "statistics", None)
+        if statistics is not None:
+            # trio_tls only: how many transport calls the client made, to explain its numbers.
+            stats = statistics()
+            measurement.extra = {
+                **measurement.extra,
+                "client_transport_sends": stats.transport_sends,
+                "client_transport_receives": stats.transport_receives,
+                "client_wire_bytes_sent": stats.wire_bytes_sent,
+            }
         return measurement
 
 
