@@ -53,9 +53,47 @@ def profile_cells(
     return 1 if failed else 0
 
 
+#: (category, test on "filename:function") in priority order; the first match wins.
+_CATEGORIES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
+    # Built-ins show as "~:<method 'read' of '_ssl._SSLSocket' objects>".
+    ("OpenSSL via _ssl (C)", ("'_ssl.",)),
+    ("socket syscalls (C)", ("'_socket.socket'", "epoll", "select.")),
+    ("benchmark harness", ("_bench/",)),
+    ("trio_tls Python", ("trio_tls/",)),
+    ("trio.SSLStream Python", ("trio/_ssl.py",)),
+    ("stdlib ssl.py wrappers", ("/ssl.py",)),
+    ("trio socket layer", ("trio/_socket.py", "trio/_highlevel_socket.py")),
+    ("trio scheduler and traps", ("trio/_core/", "trio._core", "outcome", "_contextvars.Context")),
+    ("anyio", ("anyio/",)),
+    ("asyncio", ("asyncio/",)),
+    ("contextlib", ("contextlib.py",)),
+)
+
+
+def _category(filename: str, function: str) -> str:
+    where = f"{filename}:{function}"
+    for name, needles in _CATEGORIES:
+        if any(needle in where for needle in needles):
+            return name
+    return "other (builtins, enum, collections, ...)"
+
+
+def categorize(path: Path) -> dict[str, float]:
+    """Own time (tottime) per category, in seconds, largest first."""
+    stats: dict[tuple[str, int, str], tuple[Any, ...]] = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
+    totals: dict[str, float] = {}
+    for (filename, _, function), (_, _, tottime, *_) in stats.items():
+        category = _category(filename, function)
+        totals[category] = totals.get(category, 0.0) + float(tottime)
+    return dict(sorted(totals.items(), key=lambda item: -item[1]))
+
+
 def summarize_profile(path: Path, top: int = TOP) -> str:
-    """The ``top`` functions by own time, with the share of the total each one takes."""
+    """Own time by category, then the ``top`` functions by own time."""
+    totals = categorize(path)
+    grand = sum(totals.values()) or 1.0
+    lines = [f"  {share / grand:6.1%}  {category}" for category, share in totals.items()]
     out = io.StringIO()
     stats = pstats.Stats(str(path), stream=out)
     stats.strip_dirs().sort_stats("tottime").print_stats(top)
-    return out.getvalue()
+    return "Own time by category:\n" + "\n".join(lines) + "\n" + out.getvalue()
