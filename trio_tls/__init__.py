@@ -1,6 +1,8 @@
 """TLS for trio: a drop-in ``SSLStream``, listeners, TCP helpers and a testing kit."""
 
 from ._exceptions import NeedHandshakeError as NeedHandshakeError
+from ._exceptions import NoSessionTicketError as NoSessionTicketError
+from ._exceptions import PostHandshakeAuthError as PostHandshakeAuthError
 from ._listener import SSLListener as SSLListener
 from ._listener import default_client_context as default_client_context
 from ._listener import open_ssl_over_tcp_listeners as open_ssl_over_tcp_listeners
@@ -12,6 +14,8 @@ from ._version import __version__ as __version__
 
 __all__ = [
     "NeedHandshakeError",
+    "NoSessionTicketError",
+    "PostHandshakeAuthError",
     "SSLListener",
     "SSLStream",
     "TLSStatistics",

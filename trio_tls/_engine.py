@@ -76,7 +76,16 @@ class TLSEngine:
     them early when it can do so without blocking.
     """
 
-    __slots__ = ("_in", "_out", "_read_error", "delayed", "obj", "peer_closed", "ragged_eof_ok")
+    __slots__ = (
+        "_in",
+        "_out",
+        "_read_error",
+        "delayed",
+        "handshook",
+        "obj",
+        "peer_closed",
+        "ragged_eof_ok",
+    )
 
     def __init__(
         self,
@@ -99,6 +108,8 @@ class TLSEngine:
         self.delayed = b""
         #: The peer's close_notify has been read: every later read returns b"".
         self.peer_closed = False
+        #: The initial handshake has completed.
+        self.handshook = False
         #: Read a transport EOF without close_notify as end of stream (HTTPS style).
         self.ragged_eof_ok = False
         # A read that decrypted some records and then hit an error returns the good
@@ -145,13 +156,34 @@ class TLSEngine:
         except (ssl.SSLError, ssl.CertificateError) as exc:
             return self._failed(exc)
         to_send = self._outgoing()
-        if self.obj.server_side and self.obj.version() == "TLSv1.3":
+        first, self.handshook = not self.handshook, True
+        if first and self.obj.server_side and self.obj.version() == "TLSv1.3":
             # Only tickets can be produced by the call that completes a TLS 1.3 server
             # handshake (its own flight went out when it still wanted the client's
             # Finished), so everything here is safe to delay.
             self.delayed += to_send
             to_send = b""
         return Step(to_send, want_read=False, finished=True)
+
+    def request_client_certificate(self) -> None:
+        """TLS 1.3 post-handshake auth: queue a CertificateRequest.
+
+        Raises ``ssl.SSLError`` at once if the client did not offer post-handshake
+        authentication. A following :meth:`handshake` step puts the request on the
+        wire (``SSL_do_handshake`` flushes it); the client answers while reading.
+        """
+        self.obj.verify_client_post_handshake()
+
+    def has_resumable_session(self) -> bool:
+        """Whether :attr:`obj`.session could resume this connection now.
+
+        TLS 1.2 sessions are resumable once the handshake is done; a TLS 1.3 session
+        only once a NewSessionTicket has been read, some time after the handshake.
+        """
+        session = self.obj.session
+        if session is None or not self.handshook:
+            return False
+        return session.has_ticket or self.obj.version() != "TLSv1.3"
 
     def write(self, data: bytes | bytearray | memoryview) -> Step[None]:
         """Encrypt all of ``data`` (memory BIOs never refuse a write)."""

@@ -50,7 +50,7 @@ import trio
 from trio.abc import HalfCloseableStream, Stream
 
 from ._engine import Step, TLSEngine, _is_eof
-from ._exceptions import NeedHandshakeError
+from ._exceptions import NeedHandshakeError, NoSessionTicketError, PostHandshakeAuthError
 from ._state import Op, State, StateMachine
 
 T = TypeVar("T")
@@ -190,6 +190,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         "_send_lock",
         "_sending",
         "_sm",
+        "_stash",
         "_stats",
         "transport_stream",
     )
@@ -233,6 +234,10 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         self._recv_count = 0
         self._sending = False
         self._receiving = False
+        # Plaintext decrypted by resumable_session() or verify_client_post_handshake()
+        # while they waited; receive_some() returns it first. bytes, not bytearray:
+        # the empty value is a shared constant, so idle streams pay nothing for it.
+        self._stash = b""
         # [bytes_sent, bytes_received, wire_sent, wire_received, sends, receives]:
         # one list, so the hot paths update counters without attribute lookups.
         self._stats = [0, 0, 0, 0, 0, 0]
@@ -505,6 +510,9 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
             self._receiving = False
 
     async def _receive(self, max_bytes: int | None) -> bytes | bytearray:
+        if self._stash:
+            await trio.lowlevel.checkpoint()
+            return self._take_stash(max_bytes)
         try:
             if self._handshake_seconds is None:
                 await self._ensure_handshake()
@@ -517,6 +525,27 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
             return b""
         assert data is not None
         return data
+
+    def _take_stash(self, max_bytes: int | None) -> bytes:
+        end = len(self._stash) if max_bytes is None else max_bytes
+        data, self._stash = self._stash[:end], self._stash[end:]
+        return data
+
+    async def _read_into_stash(self) -> bool:
+        """Read while a helper waits for something; False at end of stream."""
+        data = await self._drive("read", self._engine.read, None)
+        if not data:
+            return False
+        self._stash += data
+        return True
+
+    def _claim_receiving(self, what: str) -> None:
+        if self._receiving:
+            raise trio.BusyResourceError(
+                f"another task is currently receiving data on this SSLStream; {what} reads "
+                "too, so call it when no receive_some() is running"
+            )
+        self._receiving = True
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Encrypt ``data`` and send it; see :meth:`trio.abc.SendStream.send_all`.
@@ -568,6 +597,95 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
                 self._send_lock.release()
         finally:
             self._sending = False
+
+    # -- sessions and client certificates (trio_tls extensions) ----------------------------
+
+    async def resumable_session(self) -> ssl.SSLSession:
+        """Return a session that can resume this connection, waiting for it if needed.
+
+        Pass it as ``SSLStream(..., session=...)`` on the next connection to the same
+        server. Under TLS 1.2 the session is ready when the handshake is. Under TLS 1.3
+        the server's NewSessionTicket arrives *after* the handshake and only a read
+        processes it, so this reads until one has arrived. Application data read
+        meanwhile is kept and returned by the next :meth:`receive_some`; nothing is
+        lost. Bound the wait the trio way::
+
+            with trio.fail_after(5):
+                session = await stream.resumable_session()
+
+        trio_tls servers send their tickets at once on TCP, with their first write, or
+        when they close; over in-memory transports the server must write or close.
+
+        Raises:
+          NoSessionTicketError: the server closed the connection before sending one.
+          trio.BusyResourceError: another task is in :meth:`receive_some`.
+          ValueError: on a server-side stream.
+        """
+        if self.server_side:
+            raise ValueError("only a client stream has a session to resume")
+        self._claim_receiving("resumable_session()")
+        try:
+            self._sm.check(Op.RECEIVE)
+            await self._ensure_handshake()
+            while not self._engine.has_resumable_session():
+                if not await self._read_into_stash():
+                    raise NoSessionTicketError(
+                        "the server closed the connection before sending a session ticket"
+                    )
+            session = self._engine.obj.session
+            assert session is not None
+            await trio.lowlevel.checkpoint()
+            return session
+        finally:
+            self._receiving = False
+
+    async def verify_client_post_handshake(self) -> None:
+        """Ask the client for its certificate now (TLS 1.3 post-handshake auth).
+
+        Sends a CertificateRequest and returns once the client's certificate has been
+        received and verified; :meth:`getpeercert` then returns it. The client answers
+        while it reads, so it must be reading; a client that has no certificate may
+        never answer, so bound the wait with ``trio.fail_after``. Application data that
+        arrives meanwhile is kept for the next :meth:`receive_some`.
+
+        Both contexts need ``post_handshake_auth = True``; the server's also needs a
+        ``verify_mode`` of ``CERT_OPTIONAL`` or ``CERT_REQUIRED`` and the CA to trust.
+
+        Raises:
+          PostHandshakeAuthError: the client did not offer post-handshake auth, or
+              closed the connection instead of answering.
+          trio.BrokenResourceError: the certificate failed verification (or, with
+              ``CERT_REQUIRED``, the client sent none); ``__cause__`` says why.
+          ValueError: on a client stream, or on a connection that is not TLS 1.3.
+        """
+        if not self.server_side:
+            raise ValueError("only a server stream can ask for a client certificate")
+        self._claim_receiving("verify_client_post_handshake()")
+        try:
+            self._sm.check(Op.RECEIVE)
+            self._sm.check(Op.SEND)
+            await self._ensure_handshake()
+            await self._request_and_await_certificate()
+        finally:
+            self._receiving = False
+
+    async def _request_and_await_certificate(self) -> None:
+        version = self._engine.obj.version()
+        if version != "TLSv1.3":
+            raise ValueError(f"post-handshake authentication needs TLS 1.3, not {version}")
+        try:
+            self._engine.request_client_certificate()
+        except ssl.SSLError as exc:
+            raise PostHandshakeAuthError(
+                "the client did not offer post-handshake authentication "
+                "(set post_handshake_auth = True on its SSLContext)"
+            ) from exc
+        await self._drive("certificate request", self._engine.handshake)
+        while self._engine.obj.getpeercert(binary_form=True) is None:
+            if not await self._read_into_stash():
+                raise PostHandshakeAuthError(
+                    "the client closed the connection instead of sending a certificate"
+                )
 
     # -- closing --------------------------------------------------------------------------
 

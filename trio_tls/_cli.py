@@ -1,0 +1,85 @@
+"""``python -m trio_tls`` / ``trio-tls``: TLS debugging built on trio_tls itself.
+
+Commands live in their own modules (``_cli_demo``, ``_cli_connect``,
+``_cli_serve``); each provides ``configure(parser)`` and a ``run(args) -> int``
+that it registers with ``parser.set_defaults(run=...)``. ``bench`` belongs to
+``trio_tls._bench`` and only gets its arguments forwarded here.
+
+Exit status: 0 success, 1 the connection or the TLS handshake failed,
+2 bad usage (or ``bench`` is not available), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from . import _cli_connect, _cli_demo, _cli_serve
+from . import _cli_output as out
+from ._version import __version__
+
+_DESCRIPTION = (
+    "TLS debugging tools built on trio_tls: a friendlier openssl s_client / s_server, "
+    "a self-contained demo, and the benchmarks."
+)
+
+_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "demo": ("run a TLS client and server against each other in one process", _cli_demo.configure),
+    "connect": ("connect to a TLS server and show what was negotiated", _cli_connect.configure),
+    "serve": ("run a TLS server for testing clients (echo or HTTP)", _cli_serve.configure),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trio-tls", description=_DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"trio_tls {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for name, (summary, configure) in _COMMANDS.items():
+        configure(commands.add_parser(name, help=summary, description=summary + "."))
+    # Listed for --help only: main() hands "bench ..." to trio_tls._bench before parsing.
+    commands.add_parser(
+        "bench",
+        help="benchmark trio_tls (run 'trio-tls bench --help' for its options)",
+        add_help=False,
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["bench"]:
+        return run_bench(args[1:])
+    namespace = build_parser().parse_args(args)
+    run: Callable[[argparse.Namespace], int] = namespace.run
+    try:
+        return run(namespace)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # Output piped into something like `head` that stopped reading: not our
+        # failure. Point stdout at devnull so the interpreter's final flush is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def run_bench(argv: list[str]) -> int:
+    """Forward to ``trio_tls._bench.main(argv)``, imported only when asked for.
+
+    The benchmark pulls in optional dependencies (the ``bench`` extra), which
+    must not be needed for the other commands.
+    """
+    try:
+        bench = importlib.import_module("trio_tls._bench")
+    except ModuleNotFoundError as exc:
+        if exc.name == "trio_tls._bench":
+            out.fail("bench: this build of trio_tls has no benchmark module (trio_tls._bench)")
+        else:
+            out.fail(
+                f"bench: missing dependency {exc.name!r}; install it with: pip install 'trio_tls[bench]'"
+            )
+        return 2
+    status = bench.main(argv)
+    return status if isinstance(status, int) else 0

@@ -1,0 +1,373 @@
+"""``trio-tls serve``: a TLS server for testing clients, a readable ``openssl s_server``.
+
+It echoes (``--echo``, the default) or answers every request with a small
+HTTP/1.1 page describing the connection (``--http``), and logs one aligned
+line per connection. ``--trustme NAME`` (the default, for ``localhost``)
+mints a throwaway CA and writes its certificate where ``curl --cacert`` can
+find it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import shutil
+import signal
+import ssl
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Literal
+
+import trio
+import trustme
+
+from . import _cli_output as out
+from ._cli_certs import parse_der
+from ._cli_failure import explain
+from ._cli_tls import (
+    add_version_flags,
+    bound_address,
+    close_quietly,
+    parse_alpn,
+    pin_version,
+    summarize,
+)
+from ._listener import SSLListener, open_ssl_over_tcp_listeners
+from ._stream import SSLStream
+
+#: An HTTP request head larger than this is refused; browsers send about 1 KiB.
+MAX_REQUEST_HEAD = 64 * 1024
+
+Stream = SSLStream[trio.SocketStream]
+
+
+class BadRequest(Exception):
+    """The client did not send a usable HTTP request."""
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str
+    port: int
+    cert: str | None
+    key: str | None
+    trustme: str
+    ca_out: str | None
+    mode: Literal["echo", "http"]
+    alpn: tuple[str, ...]
+    client_ca: str | None
+    tls_version: ssl.TLSVersion | None
+    max_connections: int | None
+    timeout: float
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ServeOptions:
+        mode: Literal["echo", "http"] = "http" if args.http else "echo"
+        alpn = args.alpn if args.alpn is not None else ("http/1.1" if mode == "http" else "")
+        return cls(
+            host=args.host,
+            port=args.port,
+            cert=args.cert,
+            key=args.key,
+            trustme=args.trustme,
+            ca_out=args.ca_out,
+            mode=mode,
+            alpn=tuple(parse_alpn(alpn)),
+            client_ca=args.client_ca,
+            tls_version=args.tls_version,
+            max_connections=args.max_connections,
+            timeout=args.timeout,
+        )
+
+
+@dataclass
+class Tally:
+    """Connections finished so far, and the scope to cancel once there are enough."""
+
+    scope: trio.CancelScope
+    limit: int | None
+    finished: int = 0
+    failed: int = 0
+
+    def done(self, *, ok: bool) -> None:
+        self.finished += 1
+        self.failed += not ok
+        if self.limit is not None and self.finished >= self.limit:
+            self.scope.cancel()
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=4433,
+        help="port to listen on; 0 picks a free one (default 4433)",
+    )
+    who = parser.add_mutually_exclusive_group()
+    who.add_argument("--cert", metavar="FILE", help="server certificate chain (PEM)")
+    who.add_argument(
+        "--trustme",
+        metavar="NAME",
+        default="localhost",
+        help="mint a throwaway CA and a certificate for NAME, 127.0.0.1 and ::1 (the default, for localhost)",
+    )
+    parser.add_argument(
+        "--key", metavar="FILE", help="private key for --cert (default: read it from --cert)"
+    )
+    parser.add_argument(
+        "--ca-out",
+        metavar="FILE",
+        help="with --trustme: write the CA certificate here (default: a temporary file)",
+    )
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument(
+        "--echo", action="store_true", help="send back whatever the client sends (the default)"
+    )
+    what.add_argument(
+        "--http", action="store_true", help="answer each connection with a small HTTP/1.1 page"
+    )
+    parser.add_argument(
+        "--alpn",
+        metavar="LIST",
+        help="ALPN protocols to accept, by preference (default: http/1.1 with --http)",
+    )
+    parser.add_argument(
+        "--client-ca", metavar="FILE", help="require client certificates issued by a CA in FILE"
+    )
+    add_version_flags(parser)
+    parser.add_argument(
+        "--max-connections",
+        type=positive_int,
+        metavar="N",
+        help="exit after N connections have finished",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="drop a client that stays silent this long (default 30)",
+    )
+    parser.set_defaults(run=run)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    opts = ServeOptions.from_args(args)
+    if opts.key is not None and opts.cert is None:
+        out.fail("--key needs --cert")
+        return 2
+    try:
+        with _server_context(opts) as (ctx, description):
+            return _run_server(opts, ctx, description)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        out.fail(f"serve: cannot load the certificates: {exc}")
+        return 1
+
+
+def _run_server(opts: ServeOptions, ctx: ssl.SSLContext, description: list[out.Row]) -> int:
+    try:
+        trio.run(serve, opts, ctx, description)
+    except OSError as exc:  # connection handlers catch their own: this is the listener
+        out.fail(f"serve: cannot listen on {opts.host}:{opts.port}: {exc.strerror or exc}")
+        return 1
+    return 0
+
+
+@contextmanager
+def _server_context(opts: ServeOptions) -> Iterator[tuple[ssl.SSLContext, list[out.Row]]]:
+    """The server's context, and rows describing its certificate for the banner."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    pin_version(ctx, opts.tls_version)
+    if opts.alpn:
+        ctx.set_alpn_protocols(list(opts.alpn))
+    if opts.client_ca is not None:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(opts.client_ca)
+    if opts.cert is not None:
+        ctx.load_cert_chain(opts.cert, opts.key)
+        yield ctx, [("certificate", opts.cert)]
+        return
+    with _ca_file(opts.ca_out) as ca_path:
+        ca = trustme.CA()
+        ca.issue_cert(opts.trustme, "127.0.0.1", "::1").configure_cert(ctx)
+        ca.cert_pem.write_to_path(str(ca_path))
+        yield (
+            ctx,
+            [
+                ("certificate", f"throwaway, for {opts.trustme}, 127.0.0.1 and ::1 (trustme)"),
+                ("CA file", str(ca_path)),
+            ],
+        )
+
+
+@contextmanager
+def _ca_file(requested: str | None) -> Iterator[Path]:
+    if requested is not None:
+        yield Path(requested)
+        return
+    directory = tempfile.mkdtemp(prefix="trio-tls-")
+    try:
+        yield Path(directory) / "ca.pem"
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+async def serve(opts: ServeOptions, ctx: ssl.SSLContext, description: list[out.Row]) -> None:
+    # Catch SIGTERM before the banner says we are up, so that ``kill PID`` is a clean
+    # stop, like Ctrl-C, from the first moment: the throwaway CA file is removed.
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        # Listen before opening the nursery, so that a port in use is a plain OSError
+        # for run() to report rather than one wrapped in an exception group.
+        listeners = await open_ssl_over_tcp_listeners(
+            opts.port,
+            ctx,
+            host=opts.host,
+            # Browsers and curl often skip close_notify; that is no error for HTTP.
+            https_compatible=opts.mode == "http",
+            handshake_timeout=opts.timeout,
+        )
+        async with trio.open_nursery() as nursery:
+            tally = Tally(nursery.cancel_scope, opts.max_connections)
+            handler = partial(handle, opts=opts, tally=tally)
+            nursery.start_soon(trio.serve_listeners, handler, listeners)
+            nursery.start_soon(_cancel_on_signal, signals, nursery.cancel_scope)
+            _banner(opts, listeners, description)
+    out.emit([f"served {out.plural(tally.finished, 'connection')} ({tally.failed} failed)"])
+
+
+async def _cancel_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+    async for _ in signals:
+        scope.cancel()
+        return
+
+
+def _banner(
+    opts: ServeOptions,
+    listeners: list[SSLListener[trio.SocketStream]],
+    description: list[out.Row],
+) -> None:
+    addresses = [_address(*bound_address(listener)) for listener in listeners]
+    port = bound_address(listeners[0])[1]
+    rows = [*description, ("ALPN", ", ".join(opts.alpn) or "(none)")]
+    if opts.client_ca:
+        rows.append(("client certs", f"required, from a CA in {opts.client_ca}"))
+    if opts.mode == "http" and opts.cert is None:
+        ca = dict(description)["CA file"]
+        rows.append(("try", f"curl --cacert {ca} https://{opts.trustme}:{port}/"))
+    lines = [
+        f"serving TLS ({opts.mode}) on {', '.join(addresses)}",
+        *out.table(rows),
+        "",
+        _log_line(*_LOG_HEADER),
+    ]
+    out.emit(lines)
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def handle(stream: Stream, *, opts: ServeOptions, tally: Tally) -> None:
+    """Serve one client; never raise, since that would take the whole server down."""
+    peer = _address(*stream.transport_stream.socket.getpeername()[:2])
+    ok = False
+    try:
+        await stream.do_handshake()  # bounded by serve_ssl_over_tcp's handshake_timeout
+        await (_echo if opts.mode == "echo" else _http)(stream, opts)
+        s = summarize(stream)
+        traffic = (
+            f"in {s.bytes_received:>6,} B  out {s.bytes_sent:>6,} B"
+            f"  handshake {out.duration(s.handshake_seconds)}"
+        )
+        if opts.client_ca is not None:
+            traffic += f"  client cert {_client_subject(stream)}"
+        _log(peer, s.version or "?", s.cipher or "?", s.alpn or "-", traffic)
+        ok = True
+    except trio.TooSlowError:
+        _log(peer, f"dropped: silent for {opts.timeout:g} s")
+    except BadRequest as exc:
+        _log(peer, f"bad request: {exc}")
+    except (trio.BrokenResourceError, OSError) as exc:
+        _log(peer, f"failed: {explain(exc, peer='client')}")
+    finally:
+        await close_quietly(stream)
+        tally.done(ok=ok)
+
+
+def _client_subject(stream: Stream) -> str:
+    der = stream.getpeercert(binary_form=True)
+    return repr(parse_der(der).subject) if der else "(none)"
+
+
+#: Log columns: time, client, version, cipher, ALPN, then the traffic. The
+#: widths fit the longest common values (a full IPv6 peer, a TLS 1.2 suite name).
+_LOG_WIDTHS = (8, 22, 7, 30, 10)
+_LOG_HEADER = ("time", "client", "version", "cipher", "ALPN", "traffic")
+
+
+def _log(peer: str, *fields: str) -> None:
+    stamp = datetime.datetime.now().strftime("%H:%M:%S")
+    out.emit([_log_line(stamp, peer, *fields)])
+
+
+def _log_line(*cells: str) -> str:
+    padded = [c.ljust(w) for c, w in zip(cells, _LOG_WIDTHS, strict=False)]
+    return "  ".join(padded + list(cells[len(_LOG_WIDTHS) :])).rstrip()
+
+
+async def _echo(stream: Stream, opts: ServeOptions) -> None:
+    while True:
+        with trio.fail_after(opts.timeout):
+            data = await stream.receive_some()
+        if not data:
+            return
+        await stream.send_all(data)
+
+
+async def _http(stream: Stream, opts: ServeOptions) -> None:
+    head = await _read_head(stream, opts)
+    request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+    summary = summarize(stream)
+    body = "\n".join(
+        [
+            "hello from trio_tls",
+            "",
+            *out.table([("request", request_line), *summary.rows()[:3]], indent=0),
+            "",
+        ]
+    ).encode()
+    response = (
+        b"HTTP/1.1 200 OK\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Length: %d\r\n"
+        b"Connection: close\r\n"
+        b"\r\n" % len(body)
+    ) + body
+    await stream.send_all(response)
+
+
+async def _read_head(stream: Stream, opts: ServeOptions) -> bytes:
+    head = bytearray()
+    while b"\r\n\r\n" not in head:
+        if len(head) > MAX_REQUEST_HEAD:
+            raise BadRequest("request head too large")
+        with trio.fail_after(opts.timeout):
+            data = await stream.receive_some()
+        if not data:
+            raise BadRequest("the client closed before finishing its request")
+        head += data
+    return bytes(head)

@@ -1,0 +1,171 @@
+"""TLS plumbing shared by the commands: contexts, version flags, summaries."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ssl
+from dataclasses import dataclass, replace
+
+import trio
+
+from . import _cli_output as out
+from ._listener import SSLListener
+from ._stream import SSLStream, TLSStatistics
+
+#: close_notify is a courtesy; never let a peer that does not read hold us up.
+CLOSE_TIMEOUT = 1.0
+
+#: The ``--tls1.2`` / ``--tls1.3`` switches, shared by every command.
+VERSION_FLAGS = {"--tls1.2": ssl.TLSVersion.TLSv1_2, "--tls1.3": ssl.TLSVersion.TLSv1_3}
+
+
+def add_version_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    for flag, version in VERSION_FLAGS.items():
+        group.add_argument(
+            flag,
+            dest="tls_version",
+            action="store_const",
+            const=version,
+            help=f"allow only TLS {flag[5:]} (default: whatever both sides support)",
+        )
+
+
+def pin_version(ctx: ssl.SSLContext, version: ssl.TLSVersion | None) -> None:
+    if version is not None:
+        ctx.minimum_version = ctx.maximum_version = version
+
+
+def parse_alpn(text: str | None) -> list[str]:
+    """``"h2,http/1.1"`` -> ``["h2", "http/1.1"]``; empty entries are dropped."""
+    return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+def client_context(
+    *,
+    cafile: str | None = None,
+    cert: str | None = None,
+    key: str | None = None,
+    version: ssl.TLSVersion | None = None,
+    alpn: list[str] | None = None,
+    insecure: bool = False,
+) -> ssl.SSLContext:
+    """A client context with the stdlib's secure defaults, then the user's choices."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    # As trio_tls.default_client_context does: without this flag cleared, OpenSSL
+    # would report a truncated connection as a clean close.
+    ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+    if insecure:
+        # Order matters: verify_mode cannot be CERT_NONE while check_hostname is on.
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if cert is not None:
+        ctx.load_cert_chain(cert, key)
+    pin_version(ctx, version)
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    return ctx
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What was negotiated on one connection and how much it carried.
+
+    Built from :meth:`trio_tls.SSLStream.statistics`, plus the cipher's strength.
+    """
+
+    version: str | None
+    cipher: str | None
+    cipher_bits: int | None
+    alpn: str | None
+    resumed: bool
+    handshake_seconds: float | None
+    #: Application data, before encryption.
+    bytes_sent: int
+    bytes_received: int
+    #: Ciphertext on the transport, handshake and alerts included.
+    wire_bytes_sent: int
+    wire_bytes_received: int
+
+    def counted(self, stats: TLSStatistics) -> Summary:
+        """These negotiated parameters with the byte counts of a later snapshot."""
+        return replace(
+            self,
+            bytes_sent=stats.bytes_sent,
+            bytes_received=stats.bytes_received,
+            wire_bytes_sent=stats.wire_bytes_sent,
+            wire_bytes_received=stats.wire_bytes_received,
+        )
+
+    def rows(self) -> list[out.Row]:
+        cipher = self.cipher or "n/a"
+        if self.cipher_bits:
+            cipher += f" ({self.cipher_bits} bits)"
+        return [
+            ("version", self.version or "n/a"),
+            ("cipher", cipher),
+            ("ALPN", self.alpn or "(none)"),
+            ("resumed", out.yes_no(self.resumed)),
+            ("handshake", out.duration(self.handshake_seconds)),
+        ]
+
+    def traffic_rows(self) -> list[out.Row]:
+        return [
+            (
+                "sent",
+                f"{out.size(self.bytes_sent)} of data, {out.size(self.wire_bytes_sent)} on the wire",
+            ),
+            (
+                "received",
+                f"{out.size(self.bytes_received)} of data, {out.size(self.wire_bytes_received)} on the wire",
+            ),
+        ]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "version": self.version,
+            "cipher": self.cipher,
+            "cipher_bits": self.cipher_bits,
+            "alpn": self.alpn,
+            "session_reused": self.resumed,
+            "handshake_seconds": self.handshake_seconds,
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            "wire_bytes_sent": self.wire_bytes_sent,
+            "wire_bytes_received": self.wire_bytes_received,
+        }
+
+
+def summarize(stream: SSLStream[trio.SocketStream]) -> Summary:
+    """Read the negotiated parameters and counters off a stream whose handshake is done."""
+    stats = stream.statistics()
+    cipher = stream.cipher()
+    return Summary(
+        version=stats.version,
+        cipher=stats.cipher,
+        cipher_bits=cipher[2] if cipher else None,
+        alpn=stats.alpn_protocol,
+        resumed=stats.session_reused,
+        handshake_seconds=stats.handshake_duration,
+        bytes_sent=stats.bytes_sent,
+        bytes_received=stats.bytes_received,
+        wire_bytes_sent=stats.wire_bytes_sent,
+        wire_bytes_received=stats.wire_bytes_received,
+    )
+
+
+def bound_address(listener: SSLListener[trio.SocketStream]) -> tuple[str, int]:
+    """The address a TCP listener actually bound, port 0 resolved."""
+    transport = listener.transport_listener
+    assert isinstance(transport, trio.SocketListener)  # serve_ssl_over_tcp listens on TCP
+    name = transport.socket.getsockname()
+    return name[0], name[1]
+
+
+async def close_quietly(stream: SSLStream[trio.SocketStream]) -> None:
+    """Close with close_notify if the peer lets us within a second, else just close."""
+    with trio.move_on_after(CLOSE_TIMEOUT):
+        # If the stream broke, the transport is closed anyway; nothing is left to tell.
+        with contextlib.suppress(trio.BrokenResourceError):
+            await stream.aclose()
