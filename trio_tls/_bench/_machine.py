@@ -31,6 +31,29 @@ def _version(distribution: str) -> str | None:
         return None
 
 
+def _checkout() -> str | None:
+    """The git commit of the trio_tls being measured (``+dirty`` if modified), if known."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(
+            ["git", "-C", here, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", here, "status", "--porcelain", "--", ".."],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (subprocess.SubprocessError, OSError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def describe() -> dict[str, Any]:
     """Everything a reader needs to judge the numbers, including the load when they started."""
     return {
@@ -43,6 +66,7 @@ def describe() -> dict[str, Any]:
         "packages": {
             name: _version(name) for name in ("trio", "anyio", "uvloop", "trustme", "matplotlib")
         },
+        "trio_tls_commit": _checkout(),
         "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
 

@@ -262,7 +262,9 @@ def write_png(path: Path, summaries: Sequence[Summary], title: str) -> str | Non
                     error_kw={"linewidth": 0.6},
                     label=contender if wi == 0 else None,
                 )
-                ax.text(x * 1.04, y, f"{s.ratio_median:.2f}", va="center", fontsize=5)
+                # Right of the error bar, so the number never sits on the whisker.
+                label_x = max(x, s.ratio_max or x) * 1.05
+                ax.text(label_x, y, f"{s.ratio_median:.2f}", va="center", fontsize=5)
         ax.axvline(1.0, color="black", linewidth=0.8)
         ax.set_xscale("log")
         widest = max((s.ratio_max or 1.0) for s in with_ratio)

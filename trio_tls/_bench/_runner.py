@@ -176,6 +176,10 @@ def _check_version(result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _slim(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if k not in ("certs", "profile")}
+
+
 def _progress(index: int, total: int, result: dict[str, Any], seconds: float) -> None:
     workload = WORKLOADS_BY_NAME[result["workload"]]
     label = CONTENDERS_BY_NAME[result["contender"]].label
@@ -278,7 +282,8 @@ def _run_matrix(
         "rounds": rounds,
         "params": params,
         "ceiling": ceiling,
-        "runs": [r for r in results if r.get("ok")],
+        # Per-run certs path and profile flag are plumbing, not results.
+        "runs": [_slim(r) for r in results if r.get("ok")],
         "errors": errors,
     }
     print(_report.table(summaries, ceiling))
