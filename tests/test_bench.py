@@ -24,20 +24,9 @@ def _run_bench(*args: str) -> subprocess.CompletedProcess[str]:
 def test_quick_run_writes_json_with_per_round_ratios(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = _run_bench(
-        "--quick",
-        "--contenders",
-        "trio_ssl,trio_tcp",
-        "--workloads",
-        "pingpong",
-        "--tls",
-        "1.3",
-        "--rounds",
-        "2",
-        "--scale",
-        "0.05",
-        "--json",
-        str(out),
-    )
+        "--quick", "--contenders", "trio_ssl,trio_tcp", "--workloads", "pingpong,memory_server",
+        "--tls", "1.3", "--rounds", "2", "--scale", "0.05", "--json", str(out),
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     report: dict[str, Any] = json.loads(out.read_text())
 
@@ -48,19 +37,23 @@ def test_quick_run_writes_json_with_per_round_ratios(tmp_path: Path) -> None:
     assert report["machine"]["cpu_count"] >= 1
     assert report["machine"]["openssl"].startswith("OpenSSL")
     runs = report["runs"]
-    # Fresh process per (contender, round): 2 contenders x 2 rounds.
-    assert sorted((r["contender"], r["round"]) for r in runs) == [
-        ("trio_ssl", 0),
-        ("trio_ssl", 1),
-        ("trio_tcp", 0),
-        ("trio_tcp", 1),
+    # Fresh process per (workload, contender, round): 2 x 2 x 2.
+    assert sorted((r["workload"], r["contender"], r["round"]) for r in runs) == [
+        (workload, contender, round_)
+        for workload in ("memory_server", "pingpong")
+        for contender in ("trio_ssl", "trio_tcp")
+        for round_ in (0, 1)
     ]
     assert all(r["value"] > 0 for r in runs)
-    assert {r["version"] for r in runs if r["contender"] == "trio_ssl"} == {"TLSv1.3"}
-    assert {r["version"] for r in runs if r["contender"] == "trio_tcp"} == {None}
+    pingpong = [r for r in runs if r["workload"] == "pingpong"]
+    assert {r["version"] for r in pingpong if r["contender"] == "trio_ssl"} == {"TLSv1.3"}
+    assert {r["version"] for r in pingpong if r["contender"] == "trio_tcp"} == {None}
+    # Memory: RSS headline plus the tracemalloc share, both per connection.
+    memory = [r for r in runs if r["workload"] == "memory_server"]
+    assert all(r["extra"]["py_heap_kib"] > 0 for r in memory)
 
-    by_round = {(r["contender"], r["round"]): r["value"] for r in runs}
-    summary = {s["contender"]: s for s in report["summary"]}
+    by_round = {(r["contender"], r["round"]): r["value"] for r in pingpong}
+    summary = {s["contender"]: s for s in report["summary"] if s["workload"] == "pingpong"}
     assert summary["trio_ssl"]["ratios"] == [1.0, 1.0]
     expected = [by_round[("trio_tcp", n)] / by_round[("trio_ssl", n)] for n in (0, 1)]
     assert summary["trio_tcp"]["ratios"] == pytest.approx(expected)

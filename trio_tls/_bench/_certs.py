@@ -6,13 +6,14 @@ worker then loads the same PEM files into fresh ``SSLContext`` objects.
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
 from typing import Final
 
 import trustme
 
-from ._spec import HOST, HOSTNAME
+from ._peer import HOST, HOSTNAME
+from ._peer import client_context as client_context
+from ._peer import server_context as server_context
 
 #: Key types offered; ECDSA (P-256 in trustme) is the default everywhere except handshake_rsa.
 KEY_TYPES: Final = {"ecdsa": trustme.KeyType.ECDSA, "rsa": trustme.KeyType.RSA}
@@ -25,23 +26,3 @@ def mint(directory: Path) -> None:
         leaf = ca.issue_cert(HOSTNAME, HOST, key_type=key_type)
         ca.cert_pem.write_to_path(str(directory / f"{name}-ca.pem"))
         leaf.private_key_and_cert_chain_pem.write_to_path(str(directory / f"{name}-server.pem"))
-
-
-def _pin(ctx: ssl.SSLContext, tls: str) -> ssl.SSLContext:
-    version = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[tls]
-    ctx.minimum_version = version
-    ctx.maximum_version = version
-    return ctx
-
-
-def server_context(certs: str, tls: str, key: str = "ecdsa") -> ssl.SSLContext:
-    """A default server context (as an application would build it), pinned to ``tls``."""
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(str(Path(certs) / f"{key}-server.pem"))
-    return _pin(ctx, tls)
-
-
-def client_context(certs: str, tls: str, key: str = "ecdsa") -> ssl.SSLContext:
-    """A default verifying client context trusting the benchmark CA, pinned to ``tls``."""
-    ctx = ssl.create_default_context(cafile=str(Path(certs) / f"{key}-ca.pem"))
-    return _pin(ctx, tls)

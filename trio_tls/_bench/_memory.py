@@ -25,13 +25,13 @@ import time
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO, Final
 
+from ._peer import MESSAGE as MESSAGE
 from ._spec import Job, Measurement
 
 WARMUP: Final = 2
-#: The one message each idle connection echoes before it is counted.
-MESSAGE: Final = b"m" * 100
 #: Time for the measured event loop to park its tasks after the peer saw its echo.
 _SETTLE_S: Final = 0.02
 
@@ -92,8 +92,9 @@ class MemoryPlan:
 def _peer_command(role: str, port: int, job: Job) -> list[str]:
     tls = job.tls if job.uses_tls else "none"
     # The peer ends itself after job.timeout seconds even if this process dies unannounced.
+    # -I: standard library only, no site-packages, no PYTHON* variables (see _peer.py).
     args = [role, str(port), tls, job.certs, str(job.timeout)]
-    return [sys.executable, "-m", "trio_tls._bench._peer", *args]
+    return [sys.executable, "-I", str(Path(__file__).with_name("_peer.py")), *args]
 
 
 class Peer:

@@ -1,8 +1,8 @@
 """The neutral peer of the memory workloads: blocking stdlib ``ssl``, one process.
 
-Usage: ``python -m trio_tls._bench._peer client|server PORT TLS CERTS TIMEOUT``, where TLS is
-``1.2``, ``1.3`` or ``none`` (plain TCP). It is the same program for every contender, so the
-measured process is the only thing that changes between contenders.
+Usage: ``python -I _peer.py client|server PORT TLS CERTS TIMEOUT``, where TLS is ``1.2``,
+``1.3`` or ``none`` (plain TCP). It is the same program for every contender, so the measured
+process is the only thing that changes between contenders.
 
 * ``client``: reads ``open N`` lines on stdin; opens N connections to PORT one after the other
   (connect, handshake, echo 100 bytes), keeps them open and answers ``ok N``.
@@ -10,6 +10,11 @@ measured process is the only thing that changes between contenders.
   a time, handshakes, echoes one 100-byte message and keeps each open.
 
 Both exit on ``quit``, at end of stdin, or after TIMEOUT seconds, whichever comes first.
+
+This module imports the standard library only and is run by path, not with ``-m``: importing
+the ``trio_tls`` package would cost each memory run 0.3 s of start-up for nothing. For the same
+reason it is where the benchmark's address, host name and TLS contexts are defined; the rest of
+``trio_tls._bench`` imports them from here.
 """
 
 from __future__ import annotations
@@ -19,10 +24,35 @@ import socket
 import ssl
 import sys
 import threading
+from pathlib import Path
+from typing import Final
 
-from ._certs import client_context, server_context
-from ._memory import MESSAGE
-from ._spec import HOST, HOSTNAME
+#: Every connection in the benchmark is loopback TCP on this address (project rule: 127.0.0.1 only).
+HOST: Final = "127.0.0.1"
+#: The name the test certificates are issued for; clients verify it like a real client would.
+HOSTNAME: Final = "localhost"
+#: The one message each idle connection echoes before it is counted.
+MESSAGE: Final = b"m" * 100
+
+
+def _pin(ctx: ssl.SSLContext, tls: str) -> ssl.SSLContext:
+    version = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[tls]
+    ctx.minimum_version = version
+    ctx.maximum_version = version
+    return ctx
+
+
+def server_context(certs: str, tls: str, key: str = "ecdsa") -> ssl.SSLContext:
+    """A default server context (as an application would build it), pinned to ``tls``."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(Path(certs) / f"{key}-server.pem"))
+    return _pin(ctx, tls)
+
+
+def client_context(certs: str, tls: str, key: str = "ecdsa") -> ssl.SSLContext:
+    """A default verifying client context trusting the benchmark CA, pinned to ``tls``."""
+    ctx = ssl.create_default_context(cafile=str(Path(certs) / f"{key}-ca.pem"))
+    return _pin(ctx, tls)
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytes:

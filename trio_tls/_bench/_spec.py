@@ -15,10 +15,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final
 
-#: Every connection in the benchmark is loopback TCP on this address (project rule: 127.0.0.1 only).
-HOST: Final = "127.0.0.1"
-#: The name the test certificates are issued for; clients verify it like a real client would.
-HOSTNAME: Final = "localhost"
+from ._peer import HOST as HOST
+from ._peer import HOSTNAME as HOSTNAME
+
 #: One size for every ``receive_some``/``recv``/``read`` call, so that no contender wins or loses
 #: by reading in smaller pieces than the others: 64 KiB is trio's and anyio's usual maximum.
 RECV_SIZE: Final = 65536
@@ -156,8 +155,8 @@ SIZES: Final[dict[Mode, dict[Kind, dict[str, int]]]] = {
         Kind.BULK: {"total": 24 * 2**20},
         Kind.PINGPONG: {"count": 1500, "warmup": 100},
         Kind.HANDSHAKE: {"count": 60, "warmup": 3},
-        Kind.MEMORY_SERVER: {"count": 150, "traced": 30},
-        Kind.MEMORY_CLIENT: {"count": 150, "traced": 30},
+        Kind.MEMORY_SERVER: {"count": 120, "traced": 25},
+        Kind.MEMORY_CLIENT: {"count": 120, "traced": 25},
         Kind.CONCURRENT: {"connections": 200, "exchanges": 4},
     },
     Mode.FULL: {
