@@ -19,7 +19,7 @@ import anyio.abc
 from anyio.streams.tls import TLSAttribute, TLSStream
 
 from . import _memory
-from ._certs import client_context, server_context
+from ._peer import client_context, server_context
 from ._spec import HOST, HOSTNAME, RECV_SIZE, Job, Kind, Measurement
 
 T = TypeVar("T")

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
 from . import _memory
-from ._certs import client_context, server_context
+from ._peer import client_context, server_context
 from ._spec import HOST, HOSTNAME, RECV_SIZE, Job, Kind, Measurement
 
 T = TypeVar("T")

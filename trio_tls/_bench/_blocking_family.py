@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Final
 
 from . import _memory
-from ._certs import client_context, server_context
+from ._peer import client_context, server_context
 from ._spec import HOST, HOSTNAME, RECV_SIZE, Job, Kind, Measurement
 
 BACKLOG: Final = 4096

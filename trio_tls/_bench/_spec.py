@@ -152,12 +152,12 @@ class Mode(enum.Enum):
 #: does not dominate and the whole matrix fits the time budget.
 SIZES: Final[dict[Mode, dict[Kind, dict[str, int]]]] = {
     Mode.QUICK: {
-        Kind.BULK: {"total": 24 * 2**20},
-        Kind.PINGPONG: {"count": 1500, "warmup": 100},
-        Kind.HANDSHAKE: {"count": 60, "warmup": 3},
-        Kind.MEMORY_SERVER: {"count": 120, "traced": 25},
-        Kind.MEMORY_CLIENT: {"count": 120, "traced": 25},
-        Kind.CONCURRENT: {"connections": 200, "exchanges": 4},
+        Kind.BULK: {"total": 16 * 2**20},
+        Kind.PINGPONG: {"count": 1000, "warmup": 100},
+        Kind.HANDSHAKE: {"count": 40, "warmup": 3},
+        Kind.MEMORY_SERVER: {"count": 100, "traced": 20},
+        Kind.MEMORY_CLIENT: {"count": 100, "traced": 20},
+        Kind.CONCURRENT: {"connections": 150, "exchanges": 4},
     },
     Mode.FULL: {
         Kind.BULK: {"total": 128 * 2**20},

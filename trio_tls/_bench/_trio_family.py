@@ -16,7 +16,7 @@ from typing import Any, Final, Protocol, TypeVar, cast
 import trio
 
 from . import _memory
-from ._certs import client_context, server_context
+from ._peer import client_context, server_context
 from ._spec import HOST, HOSTNAME, RECV_SIZE, Job, Kind, Measurement
 
 T = TypeVar("T")
