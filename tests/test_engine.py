@@ -97,7 +97,7 @@ def test_read_with_nothing_buffered_wants_input_without_calling_openssl(ca: TLST
     assert step == Step(b"", want_read=True, finished=False)
 
 
-def test_read_returns_every_buffered_record_in_one_call(ca: TLSTestCA) -> None:
+def test_read_returns_every_buffered_record_in_one_call_as_bytes(ca: TLSTestCA) -> None:
     client, server = make_engines(ca, "1.3")
     pump_handshake(client, server, chunk=100_000)
     wire = b"".join(client.write(bytes([i]) * 1000).to_send for i in range(5))

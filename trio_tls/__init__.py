@@ -8,6 +8,7 @@ from ._listener import default_client_context as default_client_context
 from ._listener import open_ssl_over_tcp_listeners as open_ssl_over_tcp_listeners
 from ._listener import open_ssl_over_tcp_stream as open_ssl_over_tcp_stream
 from ._listener import serve_ssl_over_tcp as serve_ssl_over_tcp
+from ._sni import select_context_by_sni as select_context_by_sni
 from ._stream import SSLStream as SSLStream
 from ._stream import TLSStatistics as TLSStatistics
 from ._version import __version__ as __version__
@@ -23,5 +24,6 @@ __all__ = [
     "default_client_context",
     "open_ssl_over_tcp_listeners",
     "open_ssl_over_tcp_stream",
+    "select_context_by_sni",
     "serve_ssl_over_tcp",
 ]

@@ -26,8 +26,9 @@ This module never imports trio: it is unit-tested by pumping two engines togethe
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -65,6 +66,10 @@ class Step(Generic[T]):
     error: ssl.SSLError | ssl.CertificateError | None = None
 
 
+# Shared by every engine: never mutated, and "need input" is the most common answer.
+_NEED_INPUT: Step[Any] = Step(b"", want_read=True, finished=False)
+
+
 class TLSEngine:
     """One side of a TLS connection, with no I/O of its own.
 
@@ -79,6 +84,9 @@ class TLSEngine:
     __slots__ = (
         "_in",
         "_out",
+        "_pending_out",
+        "_plain",
+        "_plaintext_pending",
         "_read_error",
         "delayed",
         "handshook",
@@ -115,6 +123,13 @@ class TLSEngine:
         # A read that decrypted some records and then hit an error returns the good
         # data first; the error is raised by the next read so nothing is lost.
         self._read_error: ssl.SSLError | None = None
+        # Plaintext decrypted ahead of the application's read (read_ahead, or a
+        # write during a renegotiation); the next read returns it first.
+        self._plain = b""
+        # A read filled its buffer, so OpenSSL may hold decrypted bytes (pending()).
+        self._plaintext_pending = False
+        # Ciphertext taken out of the outgoing BIO by such a drain, still to be sent.
+        self._pending_out = b""
 
     # -- feeding ciphertext in --------------------------------------------------------
 
@@ -143,7 +158,10 @@ class TLSEngine:
 
     def _outgoing(self) -> bytes:
         # Skipping the read when nothing is pending saves a call and an empty bytes.
-        return self._out.read() if self._out.pending else b""
+        data = self._out.read() if self._out.pending else b""
+        if self._pending_out:
+            data, self._pending_out = self._pending_out + data, b""
+        return data
 
     def _failed(self, exc: ssl.SSLError | ssl.CertificateError) -> Step[T]:
         return Step(self._outgoing(), want_read=False, finished=True, error=exc)
@@ -187,6 +205,10 @@ class TLSEngine:
 
     def write(self, data: bytes | bytearray | memoryview) -> Step[None]:
         """Encrypt all of ``data`` (memory BIOs never refuse a write)."""
+        if self._in.pending:
+            failed = self._drain_before_write()
+            if failed is not None:
+                return failed
         try:
             self.obj.write(data)
         except ssl.SSLWantReadError:
@@ -196,60 +218,124 @@ class TLSEngine:
             return self._failed(exc)
         return Step(self._outgoing(), want_read=False, finished=True)
 
-    def read(self, max_bytes: int | None) -> Step[bytes | bytearray]:
+    def _drain_before_write(self) -> Step[None] | None:
+        """Decrypt buffered records so that SSL_write never meets application data.
+
+        During a TLS 1.2 renegotiation SSL_write continues the handshake by reading,
+        and if it finds an application record (the peer keeps sending until it sees
+        our hello) OpenSSL kills the connection with "unexpected record"; only SSL_read
+        may consume those. trio has the same failure. So whatever is buffered is read
+        first and kept for the next read; its output (say, our renegotiation hello)
+        stays in the outgoing BIO ahead of the write's, in order.
+        """
+        if self.peer_closed or self._read_error is not None:
+            return None
+        step = self._decrypt(None)
+        if step.error is not None:
+            self._read_error = step.error if isinstance(step.error, ssl.SSLError) else None
+            return Step(step.to_send, want_read=False, finished=True, error=step.error)
+        if step.result:
+            self._plain += step.result
+        if step.to_send:
+            self._pending_out += step.to_send
+        return None
+
+    def read(self, max_bytes: int | None) -> Step[bytes]:
         """Decrypt every complete record already buffered, up to ``max_bytes``.
 
-        With ``max_bytes=None`` the buffer is sized to the ciphertext on hand, so a
-        100-byte message costs a 100-byte buffer, not a 16 KiB one.
+        Plaintext decrypted ahead of time (:meth:`read_ahead_until`, or before a write during
+        a renegotiation) comes first. With ``max_bytes=None`` the read is sized to the
+        ciphertext on hand, so a 100-byte message costs a 100-byte buffer.
         """
+        if self._plain:
+            return Step(b"", want_read=False, finished=True, result=self._take_plain(max_bytes))
+        return self._decrypt(max_bytes)
+
+    def read_ahead_until(self, ready: Callable[[], bool]) -> Step[bool]:
+        """Process incoming records until ``ready()``, keeping any plaintext for later.
+
+        For callers waiting for something only a read processes (a TLS 1.3 ticket, a
+        post-handshake certificate) without consuming the application's data, which
+        the next :meth:`read` returns first. Finishes with True once ``ready()`` holds
+        (checked after every record batch, so a ticket followed by an EOF still
+        counts), or False at end of stream.
+        """
+        if ready():
+            return Step(b"", want_read=False, finished=True, result=True)
+        step = self._decrypt(None)
+        if step.error is not None:
+            return Step(step.to_send, want_read=False, finished=True, error=step.error)
+        if step.result:
+            self._plain += step.result
+        if ready():
+            return Step(step.to_send, want_read=False, finished=True, result=True)
+        if step.want_read:
+            return Step(step.to_send, want_read=True, finished=False)
+        if not step.result:  # end of stream
+            return Step(step.to_send, want_read=False, finished=True, result=False)
+        return Step(step.to_send, want_read=False, finished=False)  # more may be buffered
+
+    def _take_plain(self, max_bytes: int | None) -> bytes:
+        end = len(self._plain) if max_bytes is None else max_bytes
+        data, self._plain = self._plain[:end], self._plain[end:]
+        return data
+
+    def _decrypt(self, max_bytes: int | None) -> Step[bytes]:
         if self.peer_closed:
             return Step(b"", want_read=False, finished=True, result=b"")
         if self._read_error is not None:
             return self._failed(self._read_error)
-        obj = self.obj
-        available = self._in.pending + obj.pending()
-        if available == 0 and not self._in.eof:
+        available = self._in.pending
+        if self._plaintext_pending:
+            available += self.obj.pending()
+        if not available and not self._in.eof:
             # Nothing to decrypt: skip the SSL_read that would only raise WantRead.
-            return Step(b"", want_read=True, finished=False)
-        limit = max_bytes if max_bytes is not None else min(max(available, 1), MAX_AUTO_READ)
-        return self._read_into(bytearray(limit))
+            return _NEED_INPUT
+        if max_bytes is None:
+            # Plaintext is never larger than the ciphertext it came from.
+            max_bytes = available if 0 < available < MAX_AUTO_READ else MAX_AUTO_READ
+        return self._read_records(max_bytes)
 
-    def _read_into(self, buf: bytearray) -> Step[bytes | bytearray]:
+    def _read_records(self, limit: int) -> Step[bytes]:
+        # SSL_read returns one record at a time; keep going while whole records may
+        # be buffered, so one call hands back everything that has arrived.
         obj, incoming = self.obj, self._in
+        parts: list[bytes] = []
         got = 0
-        with memoryview(buf) as view:
-            try:
-                while got < len(buf):
-                    # Released at once, even when read() raises: a live export
-                    # would stop us trimming ``buf`` below.
-                    with view[got:] as rest:
-                        # With a buffer, read() returns a count (typeshed says bytes).
-                        n = cast(int, obj.read(len(rest), rest))
-                    if n == 0:  # the peer's close_notify
-                        self.peer_closed = True
-                        break
-                    got += n
-                    if not incoming.pending and not obj.pending():
-                        break
-            except ssl.SSLWantReadError:
-                if got == 0:
-                    return Step(self._outgoing(), want_read=True, finished=False)
-            except ssl.SSLZeroReturnError:
-                # Both sides have now sent close_notify (we sent ours with unwrap or
-                # send_eof first); OpenSSL reports that as an error, but it is EOF.
-                self.peer_closed = True
-            except ssl.SSLError as exc:
-                if self.ragged_eof_ok and _is_eof(exc):
-                    # OpenSSL queued a fatal alert for the EOF; the peer is gone and
-                    # we are calling this a clean end, so it must not be sent.
-                    self._out.read()
+        self._plaintext_pending = False
+        try:
+            while got < limit:
+                want = limit - got
+                chunk = obj.read(want)
+                if not chunk:  # the peer's close_notify
                     self.peer_closed = True
-                elif got == 0:
-                    return self._failed(exc)
-                else:
-                    self._read_error = exc
-        del buf[got:]
-        return Step(self._outgoing(), want_read=False, finished=True, result=buf)
+                    break
+                parts.append(chunk)
+                got += len(chunk)
+                if len(chunk) == want:
+                    # A full read may have left part of the record in OpenSSL.
+                    self._plaintext_pending = True
+                elif not incoming.pending:
+                    break  # the record is used up and no ciphertext is left
+        except ssl.SSLWantReadError:
+            if not parts:
+                return Step(self._outgoing(), want_read=True, finished=False)
+        except ssl.SSLZeroReturnError:
+            # Both sides have now sent close_notify (we sent ours with unwrap or
+            # send_eof first); OpenSSL reports that as an error, but it is EOF.
+            self.peer_closed = True
+        except ssl.SSLError as exc:
+            if self.ragged_eof_ok and _is_eof(exc):
+                # OpenSSL queued a fatal alert for the EOF; the peer is gone and we
+                # are calling this a clean end, so it must not be sent.
+                self._out.read()
+                self.peer_closed = True
+            elif not parts:
+                return self._failed(exc)
+            else:
+                self._read_error = exc  # raised by the next read; return the data first
+        result = parts[0] if len(parts) == 1 else b"".join(parts)
+        return Step(self._outgoing(), want_read=False, finished=True, result=result)
 
     def unwrap(self) -> Step[None]:
         """Full shutdown: send close_notify and wait for the peer's."""

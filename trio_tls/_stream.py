@@ -52,6 +52,7 @@ from trio.abc import HalfCloseableStream, Stream
 from ._engine import Step, TLSEngine, _is_eof
 from ._exceptions import NeedHandshakeError, NoSessionTicketError, PostHandshakeAuthError
 from ._state import Op, State, StateMachine
+from ._wire import wire_for
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -106,6 +107,13 @@ class _FifoLock:
 
     def locked(self) -> bool:
         return self._held
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free, without an await (and without a coroutine)."""
+        if self._held:
+            return False
+        self._held = True
+        return True
 
     async def acquire(self) -> None:
         if not self._held:
@@ -190,8 +198,8 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         "_send_lock",
         "_sending",
         "_sm",
-        "_stash",
         "_stats",
+        "_wire",
         "transport_stream",
     )
 
@@ -215,6 +223,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
                 "certificate must match, or turn off ssl_context.check_hostname"
             )
         self.transport_stream: T_Stream = transport_stream
+        self._wire = wire_for(transport_stream)
         self._engine = TLSEngine(
             ssl_context,
             server_side=server_side,
@@ -234,10 +243,6 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         self._recv_count = 0
         self._sending = False
         self._receiving = False
-        # Plaintext decrypted by resumable_session() or verify_client_post_handshake()
-        # while they waited; receive_some() returns it first. bytes, not bytearray:
-        # the empty value is a shared constant, so idle streams pay nothing for it.
-        self._stash = b""
         # [bytes_sent, bytes_received, wire_sent, wire_received, sends, receives]:
         # one list, so the hot paths update counters without attribute lookups.
         self._stats = [0, 0, 0, 0, 0, 0]
@@ -334,13 +339,15 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
 
     # -- moving ciphertext ------------------------------------------------------------
 
-    async def _send_wire(self, data: bytes) -> None:
+    async def _send_wire(self, data: bytes) -> bool:
+        """Send under the FIFO lock; True if that yielded to the scheduler."""
         lock = self._send_lock
-        await lock.acquire()
+        if not lock.try_acquire():
+            await lock.acquire()
         try:
             if self._engine.delayed:
                 data = self._engine.take_delayed() + data
-            await self.transport_stream.send_all(data)
+            yielded = await self._wire.send(data)
         except BaseException:
             # An unknown amount reached the wire: the TLS stream cannot continue.
             self._sm.fail()
@@ -350,31 +357,31 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         stats = self._stats
         stats[2] += len(data)
         stats[4] += 1
+        return yielded
 
-    async def _receive_wire(self) -> None:
+    async def _receive_wire(self) -> bool:
+        """Feed the engine one transport receive; True if that yielded."""
         seen = self._recv_count
         lock = self._recv_lock
-        await lock.acquire()
-        try:
+        if not lock.try_acquire():
+            await lock.acquire()
             if seen != self._recv_count:
-                return  # another task received while we queued: re-run the step first
-            try:
-                data = await self.transport_stream.receive_some()
-            except trio.Cancelled:
-                raise  # nothing was taken from the transport; the stream is intact
-            except BaseException:
-                self._sm.fail()
-                raise
-            if data:
-                self._engine.feed(data)
-            else:
-                self._engine.feed_eof()
-            self._recv_count += 1
+                lock.release()
+                return True  # someone else received while we queued: re-run the step
+        try:
+            count, yielded = await self._wire.receive(self._engine)
+        except trio.Cancelled:
+            raise  # nothing was taken from the transport; the stream is intact
+        except BaseException:
+            self._sm.fail()
+            raise
         finally:
             lock.release()
+        self._recv_count += 1
         stats = self._stats
-        stats[3] += len(data)
+        stats[3] += count
         stats[5] += 1
+        return yielded
 
     async def _flush_alert(self, data: bytes) -> None:
         """Best effort: deliver the alert for a failure the peer caused or must hear of."""
@@ -397,11 +404,9 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
                 self._sm.fail()
                 raise trio.BrokenResourceError(f"TLS {what} failed: {step.error}") from step.error
             if step.to_send:
-                yielded = True
-                await self._send_wire(step.to_send)
+                yielded |= await self._send_wire(step.to_send)
             elif step.want_read:
-                yielded = True
-                await self._receive_wire()
+                yielded |= await self._receive_wire()
             if step.finished:
                 if not yielded:
                     await trio.lowlevel.cancel_shielded_checkpoint()
@@ -483,7 +488,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
 
     # -- data -----------------------------------------------------------------------------
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Receive and decrypt some data; ``b""`` at end of stream.
 
         See :meth:`trio.abc.ReceiveStream.receive_some`. With ``max_bytes=None``,
@@ -509,10 +514,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         finally:
             self._receiving = False
 
-    async def _receive(self, max_bytes: int | None) -> bytes | bytearray:
-        if self._stash:
-            await trio.lowlevel.checkpoint()
-            return self._take_stash(max_bytes)
+    async def _receive(self, max_bytes: int | None) -> bytes:
         try:
             if self._handshake_seconds is None:
                 await self._ensure_handshake()
@@ -526,18 +528,10 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         assert data is not None
         return data
 
-    def _take_stash(self, max_bytes: int | None) -> bytes:
-        end = len(self._stash) if max_bytes is None else max_bytes
-        data, self._stash = self._stash[:end], self._stash[end:]
-        return data
-
-    async def _read_into_stash(self) -> bool:
-        """Read while a helper waits for something; False at end of stream."""
-        data = await self._drive("read", self._engine.read, None)
-        if not data:
-            return False
-        self._stash += data
-        return True
+    async def _read_ahead_until(self, ready: Callable[[], bool]) -> bool:
+        """Read until ``ready()``, keeping data for receive_some; False at end of stream."""
+        done = await self._drive("read", self._engine.read_ahead_until, ready)
+        return bool(done)
 
     def _claim_receiving(self, what: str) -> None:
         if self._receiving:
@@ -627,11 +621,10 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         try:
             self._sm.check(Op.RECEIVE)
             await self._ensure_handshake()
-            while not self._engine.has_resumable_session():
-                if not await self._read_into_stash():
-                    raise NoSessionTicketError(
-                        "the server closed the connection before sending a session ticket"
-                    )
+            if not await self._read_ahead_until(self._engine.has_resumable_session):
+                raise NoSessionTicketError(
+                    "the server closed the connection before sending a session ticket"
+                )
             session = self._engine.obj.session
             assert session is not None
             await trio.lowlevel.checkpoint()
@@ -681,11 +674,11 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
                 "(set post_handshake_auth = True on its SSLContext)"
             ) from exc
         await self._drive("certificate request", self._engine.handshake)
-        while self._engine.obj.getpeercert(binary_form=True) is None:
-            if not await self._read_into_stash():
-                raise PostHandshakeAuthError(
-                    "the client closed the connection instead of sending a certificate"
-                )
+        obj = self._engine.obj
+        if not await self._read_ahead_until(lambda: obj.getpeercert(binary_form=True) is not None):
+            raise PostHandshakeAuthError(
+                "the client closed the connection instead of sending a certificate"
+            )
 
     # -- closing --------------------------------------------------------------------------
 
@@ -710,7 +703,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         finally:
             self._sending = False
 
-    async def unwrap(self) -> tuple[T_Stream, bytes | bytearray]:
+    async def unwrap(self) -> tuple[T_Stream, bytes]:
         """Shut TLS down cleanly and hand back the transport.
 
         Returns ``(transport_stream, trailing_bytes)``: ``trailing_bytes`` is what the
