@@ -57,7 +57,8 @@ def profile_cells(
 _CATEGORIES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     # Built-ins show as "~:<method 'read' of '_ssl._SSLSocket' objects>".
     ("OpenSSL via _ssl (C)", ("'_ssl.",)),
-    ("socket syscalls (C)", ("'_socket.socket'", "epoll", "select.")),
+    # Socket methods, or os.write/os.readv on the socket's descriptor (trio_tls's fast path).
+    ("socket syscalls (C)", ("'_socket.socket'", "epoll", "select.", "posix.write", "posix.read")),
     ("benchmark harness", ("_bench/",)),
     ("trio_tls Python", ("trio_tls/",)),
     ("trio.SSLStream Python", ("trio/_ssl.py",)),
