@@ -11,8 +11,18 @@ from typing import Any
 import pytest
 
 from trio_tls._bench import _report
-from trio_tls._bench._runner import _check_version, _plan
-from trio_tls._bench._spec import CONTENDERS_BY_NAME, WORKLOADS_BY_NAME
+from trio_tls._bench._certs import mint
+from trio_tls._bench._runner import _check_version, _plan, run_worker
+from trio_tls._bench._spec import (
+    CONTENDERS_BY_NAME,
+    WORKLOADS_BY_NAME,
+    Contender,
+    Family,
+    Job,
+    Mode,
+    job_params,
+    missing_requirement,
+)
 
 BENCH = [sys.executable, "-m", "trio_tls._bench"]
 
@@ -24,9 +34,20 @@ def _run_bench(*args: str) -> subprocess.CompletedProcess[str]:
 def test_quick_run_writes_json_with_per_round_ratios(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = _run_bench(
-        "--quick", "--contenders", "trio_ssl,trio_tcp", "--workloads", "pingpong,memory_server",
-        "--tls", "1.3", "--rounds", "2", "--scale", "0.05", "--json", str(out),
-    )  # fmt: skip
+        "--quick",
+        "--contenders",
+        "trio_ssl,trio_tcp",
+        "--workloads",
+        "pingpong,memory_server",
+        "--tls",
+        "1.3",
+        "--rounds",
+        "2",
+        "--scale",
+        "0.05",
+        "--json",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr
     report: dict[str, Any] = json.loads(out.read_text())
 
@@ -131,3 +152,31 @@ def test_a_wrong_negotiated_version_is_an_error() -> None:
     assert wrong["ok"] is False
     assert "TLSv1.3" in wrong["error"]
     assert _check_version({"ok": True, "tls": "1.3", "version": None})["ok"] is True
+
+
+def test_a_contender_with_a_missing_package_is_skipped_with_the_reason() -> None:
+    absent = Contender("ghost", "ghost", Family.ASYNCIO, requires=("no_such_module_for_bench",))
+    reason = missing_requirement(absent)
+    assert reason is not None
+    assert "no_such_module_for_bench" in reason
+    assert missing_requirement(CONTENDERS_BY_NAME["trio_ssl"]) is None
+    # The core has landed, so trio_tls itself is no longer skipped.
+    assert missing_requirement(CONTENDERS_BY_NAME["trio_tls"]) is None
+
+
+def test_a_worker_that_overruns_its_timeout_reports_an_error(tmp_path: Path) -> None:
+    mint(tmp_path)
+    workload = WORKLOADS_BY_NAME["concurrent"]
+    # 1,000 TLS connections cannot finish in 0.3 s here: the worker's own deadline fires.
+    job = Job(
+        "trio_ssl",
+        "concurrent",
+        "1.3",
+        str(tmp_path),
+        job_params(workload, Mode.FULL, 1.0),
+        timeout=0.3,
+    )
+    result = run_worker(job)
+    assert result["ok"] is False
+    assert "TooSlowError" in result["error"]
+    assert (result["contender"], result["workload"]) == ("trio_ssl", "concurrent")
