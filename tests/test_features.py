@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -27,7 +27,7 @@ from trio_tls.testing._certs import TLSVersionName
 from .helpers.peers import require_tool, run_tool
 
 AnyStream = SSLStream[Any]
-PairMaker = Callable[..., Any]
+Transports = Callable[[], Awaitable[tuple[trio.abc.Stream, trio.abc.Stream]]]
 
 
 async def handshake(client: AnyStream, server: AnyStream) -> None:
@@ -37,31 +37,27 @@ async def handshake(client: AnyStream, server: AnyStream) -> None:
             nursery.start_soon(server.do_handshake)
 
 
-@asynccontextmanager
-async def tcp_pair(
-    client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext, **client_kwargs: Any
-) -> AsyncIterator[tuple[AnyStream, AnyStream]]:
-    """A client and server SSLStream over a real loopback TCP connection, handshaken."""
+async def tcp_transports() -> tuple[trio.SocketStream, trio.SocketStream]:
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     async with listeners[0] as listener:
         port = listener.socket.getsockname()[1]
         client_tcp = await trio.open_tcp_stream("127.0.0.1", port)
-        server_tcp = await listener.accept()
-    client = SSLStream(client_tcp, client_ctx, server_hostname=SERVER_NAME, **client_kwargs)
-    server = SSLStream(server_tcp, server_ctx, server_side=True)
-    try:
-        await handshake(client, server)
-        yield client, server
-    finally:
-        await trio.aclose_forcefully(client)
-        await trio.aclose_forcefully(server)
+        return client_tcp, await listener.accept()
+
+
+async def memory_transports() -> tuple[trio.abc.Stream, trio.abc.Stream]:
+    return trio.testing.memory_stream_pair()
 
 
 @asynccontextmanager
-async def memory_pair(
-    client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext, **client_kwargs: Any
+async def connected(
+    transports: Callable[[], Awaitable[tuple[trio.abc.Stream, trio.abc.Stream]]],
+    client_ctx: ssl.SSLContext,
+    server_ctx: ssl.SSLContext,
+    **client_kwargs: Any,
 ) -> AsyncIterator[tuple[AnyStream, AnyStream]]:
-    client_raw, server_raw = trio.testing.memory_stream_pair()
+    """A handshaken client and server over the given transports; closed afterwards."""
+    client_raw, server_raw = await transports()
     client = SSLStream(client_raw, client_ctx, server_hostname=SERVER_NAME, **client_kwargs)
     server = SSLStream(server_raw, server_ctx, server_side=True)
     try:
@@ -72,7 +68,10 @@ async def memory_pair(
         await trio.aclose_forcefully(server)
 
 
-TRANSPORTS = [pytest.param(memory_pair, id="memory"), pytest.param(tcp_pair, id="tcp")]
+TRANSPORTS = [
+    pytest.param(memory_transports, id="memory"),
+    pytest.param(tcp_transports, id="tcp"),
+]
 
 
 async def read_to_eof(stream: AnyStream) -> bytes:
@@ -88,14 +87,16 @@ async def read_to_eof(stream: AnyStream) -> bytes:
 # -- half-close ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("pair", TRANSPORTS)
+@pytest.mark.parametrize("transports", TRANSPORTS)
 async def test_half_close_request_then_reply(
-    ca: TLSTestCA, version: TLSVersionName, pair: PairMaker
+    ca: TLSTestCA, version: TLSVersionName, transports: Transports
 ) -> None:
     """send_eof() ends our direction; the peer still answers. Under TLS 1.2 this is
     trio_tls's lenient mode (RFC 5246 wants an immediate close_notify in reply, but
     OpenSSL peers, trio_tls included, keep sending)."""
-    async with pair(ca.client_context(version=version), ca.server_context(version=version)) as (
+    async with connected(
+        transports, ca.client_context(version=version), ca.server_context(version=version)
+    ) as (
         client,
         server,
     ):
@@ -131,9 +132,9 @@ def test_statistics_before_the_handshake(ca: TLSTestCA) -> None:
 
 
 async def first_connection_session(
-    pair: PairMaker, client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext
+    transports: Transports, client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext
 ) -> ssl.SSLSession:
-    async with pair(client_ctx, server_ctx) as (client, server):
+    async with connected(transports, client_ctx, server_ctx) as (client, server):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(server.send_all, b"hello")
             with trio.fail_after(10):
@@ -144,14 +145,14 @@ async def first_connection_session(
         return session
 
 
-@pytest.mark.parametrize("pair", TRANSPORTS)
+@pytest.mark.parametrize("transports", TRANSPORTS)
 async def test_second_connection_resumes(
-    ca: TLSTestCA, version: TLSVersionName, pair: PairMaker
+    ca: TLSTestCA, version: TLSVersionName, transports: Transports
 ) -> None:
     client_ctx = ca.client_context(version=version)
     server_ctx = ca.server_context(version=version)
-    session = await first_connection_session(pair, client_ctx, server_ctx)
-    async with pair(client_ctx, server_ctx, session=session) as (client, server):
+    session = await first_connection_session(transports, client_ctx, server_ctx)
+    async with connected(transports, client_ctx, server_ctx, session=session) as (client, server):
         assert client.session_reused
         assert server.session_reused
         assert client.statistics().session_reused
@@ -227,12 +228,12 @@ async def client_reads(client: AnyStream, into: list[bytes]) -> None:
         into.append(chunk)
 
 
-@pytest.mark.parametrize("pair", TRANSPORTS)
+@pytest.mark.parametrize("transports", TRANSPORTS)
 async def test_post_handshake_auth_gets_a_verified_certificate(
-    ca: TLSTestCA, pair: PairMaker
+    ca: TLSTestCA, transports: Transports
 ) -> None:
     client_ctx, server_ctx = pha_contexts(ca)
-    async with pair(client_ctx, server_ctx) as (client, server):
+    async with connected(transports, client_ctx, server_ctx) as (client, server):
         received: list[bytes] = []
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client_reads, client, received)
@@ -357,7 +358,9 @@ async def test_slow_handshake_on_a_listener_is_cut_off_and_others_are_served(
 async def test_statistics_count_plaintext_and_wire_bytes(
     ca: TLSTestCA, version: TLSVersionName
 ) -> None:
-    async with tcp_pair(ca.client_context(version=version), ca.server_context(version=version)) as (
+    async with connected(
+        tcp_transports, ca.client_context(version=version), ca.server_context(version=version)
+    ) as (
         client,
         server,
     ):

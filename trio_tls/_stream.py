@@ -43,7 +43,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar, TypeVarTuple, final, overload
+from typing import Any, Generic, Literal, TypeVar, TypeVarTuple, cast, final, overload
 
 import idna
 import trio
@@ -359,15 +359,17 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         stats[4] += 1
         return yielded
 
-    async def _receive_wire(self) -> bool:
-        """Feed the engine one transport receive; True if that yielded."""
+    async def _receive_after_queueing(self) -> bool:
+        """Another task is receiving: queue, and skip our receive if theirs helped."""
         seen = self._recv_count
-        lock = self._recv_lock
-        if not lock.try_acquire():
-            await lock.acquire()
-            if seen != self._recv_count:
-                lock.release()
-                return True  # someone else received while we queued: re-run the step
+        await self._recv_lock.acquire()
+        if seen != self._recv_count:
+            self._recv_lock.release()
+            return True  # someone else received while we queued: re-run the step first
+        return await self._receive_locked()
+
+    async def _receive_locked(self) -> bool:
+        """Feed the engine one transport receive (receive lock held; released here)."""
         try:
             count, yielded = await self._wire.receive(self._engine)
         except trio.Cancelled:
@@ -376,7 +378,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
             self._sm.fail()
             raise
         finally:
-            lock.release()
+            self._recv_lock.release()
         self._recv_count += 1
         stats = self._stats
         stats[3] += count
@@ -393,7 +395,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
             ):
                 await self._send_wire(data)
 
-    async def _drive(self, what: str, operation: Callable[[*Ts], Step[T]], *args: *Ts) -> T | None:
+    async def _drive(self, what: str, operation: Callable[[*Ts], Step[T]], *args: *Ts) -> T:
         """Run ``operation`` until it finishes; see the theory of operation above."""
         await trio.lowlevel.checkpoint_if_cancelled()
         yielded = False
@@ -406,11 +408,16 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
             if step.to_send:
                 yielded |= await self._send_wire(step.to_send)
             elif step.want_read:
-                yielded |= await self._receive_wire()
+                if self._recv_lock.try_acquire():
+                    yielded |= await self._receive_locked()
+                else:
+                    yielded |= await self._receive_after_queueing()
             if step.finished:
                 if not yielded:
                     await trio.lowlevel.cancel_shielded_checkpoint()
-                return step.result
+                # A finished step carries its operation's value (None for those
+                # that return nothing), so this cast only undoes Step's default.
+                return cast(T, step.result)
 
     # -- the handshake ------------------------------------------------------------------
 
@@ -508,16 +515,20 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
                 max_bytes = operator.index(max_bytes)
                 if max_bytes < 1:
                     raise ValueError("max_bytes must be >= 1")
-            data = await self._receive(max_bytes)
+            if self._handshake_seconds is None:
+                data = await self._receive_first(max_bytes)
+            else:
+                # The hot path: after the handshake a ragged EOF in https mode is
+                # handled by the engine, so no error needs interpreting here.
+                data = await self._drive("read", self._engine.read, max_bytes)
             self._stats[1] += len(data)
             return data
         finally:
             self._receiving = False
 
-    async def _receive(self, max_bytes: int | None) -> bytes:
+    async def _receive_first(self, max_bytes: int | None) -> bytes:
         try:
-            if self._handshake_seconds is None:
-                await self._ensure_handshake()
+            await self._ensure_handshake()
             data = await self._drive("read", self._engine.read, max_bytes)
         except trio.BrokenResourceError as exc:
             if not self._https_eof(exc):
@@ -525,7 +536,6 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
             # A ragged EOF during the handshake is how an HTTPS peer hangs up early.
             await trio.lowlevel.checkpoint()
             return b""
-        assert data is not None
         return data
 
     async def _read_ahead_until(self, ready: Callable[[], bool]) -> bool:
@@ -559,20 +569,20 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
                 # SSLObject.write(b"") would mean something else entirely (EOF).
                 await trio.lowlevel.checkpoint()
                 return
-            await self._send_data(data)
+            if type(data) is bytes and len(data) <= SEND_CHUNK:
+                await self._drive("write", self._engine.write, data)  # the hot path
+                self._stats[0] += len(data)
+            else:
+                await self._send_chunks(data)
         finally:
             self._sending = False
 
-    async def _send_data(self, data: bytes | bytearray | memoryview) -> None:
-        size = len(data) if not isinstance(data, memoryview) else data.nbytes
-        if size <= SEND_CHUNK:
-            await self._drive("write", self._engine.write, data)
-        else:
-            with memoryview(data) as view, view.cast("B") as flat:
-                for start in range(0, size, SEND_CHUNK):
-                    self._sm.check(Op.SEND)
-                    await self._drive("write", self._engine.write, flat[start : start + SEND_CHUNK])
-        self._stats[0] += size
+    async def _send_chunks(self, data: bytes | bytearray | memoryview) -> None:
+        with memoryview(data) as view, view.cast("B") as flat:
+            for start in range(0, flat.nbytes, SEND_CHUNK):
+                self._sm.check(Op.SEND)
+                await self._drive("write", self._engine.write, flat[start : start + SEND_CHUNK])
+            self._stats[0] += flat.nbytes
 
     async def wait_send_all_might_not_block(self) -> None:
         """See :meth:`trio.abc.SendStream.wait_send_all_might_not_block`."""
@@ -607,8 +617,8 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
             with trio.fail_after(5):
                 session = await stream.resumable_session()
 
-        trio_tls servers send their tickets at once on TCP, with their first write, or
-        when they close; over in-memory transports the server must write or close.
+        trio_tls servers send their tickets with their first write or when they close
+        (never right after the handshake: see notes/decisions.md).
 
         Raises:
           NoSessionTicketError: the server closed the connection before sending one.

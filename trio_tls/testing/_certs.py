@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl
-from typing import Literal
+from typing import Literal, cast
 
 import trustme
 
@@ -12,6 +12,9 @@ DEFAULT_HOSTNAMES: tuple[str, ...] = ("trio-tls.example", "localhost", "127.0.0.
 
 TLSVersionName = Literal["1.2", "1.3"]
 KeyTypeName = Literal["ecdsa", "rsa"]
+
+#: Every TLS version the kit can pin, oldest first; what "run under both" means.
+TLS_VERSIONS: tuple[TLSVersionName, ...] = ("1.2", "1.3")
 
 _VERSIONS: dict[str, ssl.TLSVersion] = {
     "1.2": ssl.TLSVersion.TLSv1_2,
@@ -24,7 +27,10 @@ _KEY_TYPES: dict[str, trustme.KeyType] = {
 
 
 def pin_version(context: ssl.SSLContext, version: TLSVersionName | None) -> ssl.SSLContext:
-    """Restrict ``context`` to exactly one TLS version ("1.2" or "1.3"); None leaves it."""
+    """Restrict ``context`` to exactly one TLS version ("1.2" or "1.3"); None leaves it.
+
+    Returns ``context`` itself, so calls can be chained.
+    """
     if version is not None:
         try:
             pinned = _VERSIONS[version]
@@ -35,8 +41,22 @@ def pin_version(context: ssl.SSLContext, version: TLSVersionName | None) -> ssl.
     return context
 
 
+def _keep_truncation_detectable(context: ssl.SSLContext) -> ssl.SSLContext:
+    # With OP_IGNORE_UNEXPECTED_EOF (a default in some builds) OpenSSL reports a peer
+    # that hangs up without close_notify as a clean EOF, and a test of ragged-EOF
+    # handling (https_compatible) would pass without testing anything. trio clears it too.
+    context.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+    return context
+
+
 class TLSTestCA:
     """A trustme CA plus one server certificate, handing out configured contexts.
+
+    Every call to :meth:`server_context` or :meth:`client_context` returns a new
+    context, so a test may change its own (ALPN, ciphers ...) without affecting
+    others; the certificates are made once, which is the slow part. The contexts
+    trust this CA only, never the system's store: a test cannot pass by accident
+    against a real certificate, and not loading the store keeps a context cheap.
 
     Example::
 
@@ -45,7 +65,7 @@ class TLSTestCA:
         client_ctx = ca.client_context()          # trusts ca, checks hostnames
 
     Args:
-      key_type: "ecdsa" (default, fast) or "rsa".
+      key_type: "ecdsa" (default, fast) or "rsa", for the CA and every certificate.
       hostnames: names the server certificate is valid for.
     """
 
@@ -57,12 +77,21 @@ class TLSTestCA:
     ) -> None:
         if key_type not in _KEY_TYPES:
             raise ValueError(f"key_type must be 'ecdsa' or 'rsa', not {key_type!r}")
+        # A bare string is a common slip; tuple() would split it into letters.
+        if isinstance(cast(object, hostnames), str) or not hostnames:
+            raise ValueError(f"hostnames must be a non-empty tuple of names, not {hostnames!r}")
+        #: "ecdsa" or "rsa".
         self.key_type: KeyTypeName = key_type
+        #: The names :attr:`server_cert` is valid for.
+        self.hostnames: tuple[str, ...] = tuple(hostnames)
         #: The underlying :class:`trustme.CA`, for anything not covered here.
         self.ca = trustme.CA(key_type=_KEY_TYPES[key_type])
-        #: The server certificate, valid for ``hostnames``.
-        self.server_cert = self.ca.issue_cert(*hostnames, key_type=_KEY_TYPES[key_type])
+        #: The server certificate, valid for :attr:`hostnames`.
+        self.server_cert = self.ca.issue_cert(*self.hostnames, key_type=_KEY_TYPES[key_type])
         self._client_cert: trustme.LeafCert | None = None
+
+    def __repr__(self) -> str:
+        return f"<TLSTestCA key_type={self.key_type!r} hostnames={self.hostnames!r}>"
 
     @property
     def client_cert(self) -> trustme.LeafCert:
@@ -80,15 +109,21 @@ class TLSTestCA:
         require_client_cert: bool = False,
         alpn_protocols: list[str] | None = None,
     ) -> ssl.SSLContext:
-        """A server context presenting :attr:`server_cert`."""
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        """A new server context presenting :attr:`server_cert`.
+
+        Args:
+          version: "1.2" or "1.3" to allow only that version; None allows both.
+          require_client_cert: demand a client certificate issued by this CA.
+          alpn_protocols: ALPN protocols to offer, most preferred first.
+        """
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.server_cert.configure_cert(context)
         if require_client_cert:
             self.ca.configure_trust(context)
             context.verify_mode = ssl.CERT_REQUIRED
         if alpn_protocols:
             context.set_alpn_protocols(alpn_protocols)
-        return pin_version(context, version)
+        return pin_version(_keep_truncation_detectable(context), version)
 
     def client_context(
         self,
@@ -97,11 +132,18 @@ class TLSTestCA:
         with_client_cert: bool = False,
         alpn_protocols: list[str] | None = None,
     ) -> ssl.SSLContext:
-        """A client context that trusts this CA and checks hostnames."""
-        context = ssl.create_default_context()
+        """A new client context that trusts this CA and checks hostnames.
+
+        Args:
+          version: "1.2" or "1.3" to allow only that version; None allows both.
+          with_client_cert: present :attr:`client_cert` when the server asks.
+          alpn_protocols: ALPN protocols to offer, most preferred first.
+        """
+        # PROTOCOL_TLS_CLIENT verifies certificates and hostnames by default.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         self.ca.configure_trust(context)
         if with_client_cert:
             self.client_cert.configure_cert(context)
         if alpn_protocols:
             context.set_alpn_protocols(alpn_protocols)
-        return pin_version(context, version)
+        return pin_version(_keep_truncation_detectable(context), version)

@@ -1,0 +1,247 @@
+"""The ordering-chaos transport: seeded splitting, delaying and rescheduling of bytes.
+
+A test that passes only because a message happened to arrive in one piece, or
+because one task happened to run before another, is a latent bug: a real network,
+a busier machine or TLS 1.3's different message order will break it one day.
+:class:`ChaosStream` makes that day come now, reproducibly. From a seed it decides,
+for every call, how many times to yield to the scheduler first and how much of
+what arrived to hand back now. The same seed makes the same decisions, so a failure can be replayed.
+
+Put it *under* SSLStream (the pair makers' ``chaos_seed=`` argument) to vary how
+ciphertext reaches the TLS layer: TLS reassembles each record, so what a
+``receive_some`` returns then varies at record boundaries, which is what really
+happens on a network. Put it *over* any stream (:func:`chaos_stream_pair` on a pair
+of SSLStreams, or on your own protocol's streams) to also split plaintext
+anywhere, as the :class:`trio.abc.ReceiveStream` contract allows.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import random
+import sys
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Generic, TypeVar, final
+
+import trio
+from trio.abc import HalfCloseableStream, Stream
+
+S = TypeVar("S", bound=Stream)
+
+#: Environment variable that replays one seed: it replaces the seeds of
+#: :func:`run_with_seeds` and of the pytest plugin's ``tls_chaos`` marker.
+CHAOS_SEED_ENV = "TRIO_TLS_CHAOS_SEED"
+
+#: How many seeds :func:`run_with_seeds` tries when given none. Each seed is one run
+#: of the test body; eight catch the usual single-read and ordering assumptions in a
+#: few hundred milliseconds.
+DEFAULT_SEED_COUNT = 8
+
+#: Upper bound on the scheduler yields inserted before one transport call. Each yield
+#: lets every other runnable task take a step; a handful is enough to reorder any two
+#: tasks, and more would only slow tests down.
+MAX_EXTRA_CHECKPOINTS = 3
+
+
+def replay_seed() -> int | None:
+    """The seed to replay from :data:`CHAOS_SEED_ENV`, or None when it is unset."""
+    value = os.environ.get(CHAOS_SEED_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{CHAOS_SEED_ENV} must be an integer seed, not {value!r}") from None
+
+
+def chaos_note(seed: int) -> str:
+    """The line added to a failure that happened under chaos ``seed``."""
+    return (
+        f"trio_tls chaos: this failed with chaos seed {seed}. Replay only that seed with "
+        f"{CHAOS_SEED_ENV}={seed} (or pytest --tls-chaos-seed={seed})."
+    )
+
+
+def seed_trio_scheduler(seed: int) -> None:
+    """Make trio's own scheduling coin flips repeat for ``seed`` (best effort).
+
+    trio runs each batch of ready tasks forwards or backwards at random, from a
+    private ``random.Random`` that hypothesis also seeds (``register_random``) for the
+    same reason: without it, replaying a seed on in-memory transports could take a
+    different path. A trio that moved that attribute is left alone.
+    """
+    run_module = sys.modules.get("trio._core._run")
+    rng = getattr(run_module, "_r", None)
+    if isinstance(rng, random.Random):
+        rng.seed(f"trio_tls-chaos-scheduler:{seed}")
+
+
+@final
+class ChaosStream(HalfCloseableStream, Generic[S]):
+    """Wraps a stream so that timing and chunking vary from ``seed``, reproducibly.
+
+    * ``send_all`` yields a random number of times before writing, so the tasks on
+      both sides interleave differently.
+    * ``receive_some`` yields a random number of times before waiting on the
+      transport (so the peer may write more first: chunks coalesce), then returns a
+      random prefix of what arrived and keeps the rest for the next call (chunks split).
+
+    Writes are never split: on a lockstep transport a write still completes when the
+    peer receives it, as one piece, and the receiving side hands it out in pieces.
+    (Split writes there would add deadlocks no real network has: a peer that fails
+    halfway through reading a small flight would block its sender forever, where a
+    kernel buffer would have absorbed it.)
+
+    Nothing is reordered, lost or duplicated: the byte stream is exactly the
+    transport's. Every method is a checkpoint, concurrent use is refused with
+    :exc:`trio.BusyResourceError`, and data is never lost to a cancellation.
+    ``send_eof`` requires the wrapped stream to be a :class:`~trio.abc.HalfCloseableStream`.
+
+    Args:
+      transport: the stream to wrap.
+      seed: decides every choice; the same seed and the same calls give the same choices.
+      name: mixed into the seed, so the two ends of a pair make different choices.
+
+    Attributes:
+      transport: the wrapped stream.
+      seed: the seed it was made with.
+    """
+
+    def __init__(self, transport: S, seed: int, *, name: str = "") -> None:
+        self.transport: S = transport
+        self.seed = operator.index(seed)
+        self._random = random.Random(f"trio_tls-chaos:{self.seed}:{name}")
+        self._pending = bytearray()
+        self._closed = False
+        self._sending = False
+        self._receiving = False
+
+    def __repr__(self) -> str:
+        return f"<ChaosStream seed={self.seed} over {self.transport!r}>"
+
+    async def _jitter(self) -> None:
+        # Always at least one checkpoint: every Stream method must be one, even when
+        # the transport is not called (data already pending).
+        for _ in range(1 + self._random.randrange(MAX_EXTRA_CHECKPOINTS + 1)):
+            await trio.lowlevel.checkpoint()
+
+    def _take(self, limit: int) -> int:
+        """How many of ``limit`` available bytes to return now (at least one)."""
+        if limit == 1 or self._random.random() < 0.5:
+            return limit
+        return self._random.randrange(1, limit)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("this ChaosStream was closed")
+
+    def _start_sending(self) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is currently sending on this ChaosStream")
+        self._check_open()
+        self._sending = True
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        self._start_sending()
+        try:
+            await self._jitter()
+            await self.transport.send_all(data)
+        finally:
+            self._sending = False
+
+    async def wait_send_all_might_not_block(self) -> None:
+        self._start_sending()
+        try:
+            await self._jitter()
+            await self.transport.wait_send_all_might_not_block()
+        finally:
+            self._sending = False
+
+    async def send_eof(self) -> None:
+        self._start_sending()
+        try:
+            transport = self.transport
+            if not isinstance(transport, HalfCloseableStream):
+                raise TypeError(f"send_eof needs a HalfCloseableStream, not {transport!r}")
+            await self._jitter()
+            await transport.send_eof()
+        finally:
+            self._sending = False
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        if self._receiving:
+            raise trio.BusyResourceError("another task is currently receiving on this ChaosStream")
+        self._check_open()
+        if max_bytes is not None:
+            max_bytes = operator.index(max_bytes)
+            if max_bytes < 1:
+                raise ValueError("max_bytes must be >= 1")
+        self._receiving = True
+        try:
+            await self._jitter()
+            if not self._pending:
+                # Nothing may happen after this await: whatever it returns is kept
+                # (in _pending) even if we are cancelled later.
+                data = await self.transport.receive_some()
+                if not data:
+                    return b""
+                self._pending += data
+            limit = len(self._pending) if max_bytes is None else min(max_bytes, len(self._pending))
+            count = self._take(limit)
+            chunk = bytes(self._pending[:count])
+            del self._pending[:count]
+            return chunk
+        finally:
+            self._receiving = False
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self._pending.clear()
+        await self.transport.aclose()
+
+
+def chaos_stream_pair(pair: tuple[S, S], seed: int) -> tuple[ChaosStream[S], ChaosStream[S]]:
+    """Wrap both ends of a connected pair in :class:`ChaosStream` with one seed.
+
+    It also seeds trio's own scheduling (see :func:`seed_trio_scheduler`), so on
+    in-memory transports the whole run repeats for the same seed.
+    """
+    seed_trio_scheduler(seed)
+    first, second = pair
+    return ChaosStream(first, seed, name="first"), ChaosStream(second, seed, name="second")
+
+
+async def run_with_seeds(
+    test: Callable[[int], Awaitable[object]],
+    seeds: Iterable[int] | None = None,
+) -> None:
+    """Run ``await test(seed)`` once per seed, stopping at the first failure.
+
+    The failing seed is added to the exception as a note (shown in its traceback),
+    and :data:`CHAOS_SEED_ENV`, when set, replaces ``seeds`` with that one seed, so a
+    failure can be replayed alone. ``seeds`` defaults to ``range(DEFAULT_SEED_COUNT)``.
+
+    Example::
+
+        async def exchange(seed: int) -> None:
+            client, server = tls_memory_stream_pair(ca, chaos_seed=seed)
+            ...
+
+        await run_with_seeds(exchange, seeds=range(20))
+    """
+    __tracebackhide__ = True
+    replay = replay_seed()
+    if replay is not None:
+        chosen: Iterable[int] = [replay]
+    elif seeds is None:
+        chosen = range(DEFAULT_SEED_COUNT)
+    else:
+        chosen = seeds
+    for seed in chosen:
+        seed_trio_scheduler(seed)
+        try:
+            await test(seed)
+        except Exception as exc:
+            exc.add_note(chaos_note(seed))
+            raise
