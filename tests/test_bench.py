@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from trio_tls._bench import _report
+from trio_tls._bench import _report, _runner
 from trio_tls._bench._certs import mint
 from trio_tls._bench._runner import _check_version, _plan, run_worker
 from trio_tls._bench._spec import (
@@ -180,3 +180,22 @@ def test_a_worker_that_overruns_its_timeout_reports_an_error(tmp_path: Path) -> 
     assert result["ok"] is False
     assert "TooSlowError" in result["error"]
     assert (result["contender"], result["workload"]) == ("trio_ssl", "concurrent")
+
+
+def test_a_worker_past_the_grace_period_is_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_runner, "_KILL_GRACE_S", 0.0)
+    workload = WORKLOADS_BY_NAME["pingpong"]
+    # 50 ms is less than a Python start-up, so the runner must kill the worker's group.
+    job = Job(
+        "trio_ssl",
+        "pingpong",
+        "1.3",
+        str(tmp_path),
+        job_params(workload, Mode.QUICK, 1.0),
+        timeout=0.05,
+    )
+    result = run_worker(job)
+    assert result["ok"] is False
+    assert result["error"].startswith("killed after")

@@ -137,18 +137,21 @@ def _plan(
 def run_worker(job: Job) -> dict[str, Any]:
     """Run one job in a fresh process group; kill the whole group if it overruns."""
     command = [sys.executable, "-m", "trio_tls._bench._worker", job.to_json()]
-    process = subprocess.Popen(
+    with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=job.timeout + _KILL_GRACE_S)
-    except subprocess.TimeoutExpired:
-        stdout, stderr = "", f"killed after {job.timeout + _KILL_GRACE_S:.0f} s"
-    finally:
-        # The worker may have left its memory peer behind; the group holds both.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=job.timeout + _KILL_GRACE_S)
+        except BaseException as exc:  # overrun, or the user pressed Ctrl-C
+            # The worker is still alive, so its process group (worker + memory peer) is ours
+            # to end. A worker that exits by itself has already ended its peer, and a peer
+            # outlives a crashed worker only until its stdin closes or its deadline passes.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()  # reap it and drain the pipes
+            if not isinstance(exc, subprocess.TimeoutExpired):
+                raise
+            stdout, stderr = "", f"killed after {job.timeout + _KILL_GRACE_S:.0f} s"
     lines = stdout.strip().splitlines()
     try:
         result: dict[str, Any] = json.loads(lines[-1])
