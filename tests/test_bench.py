@@ -1,0 +1,201 @@
+"""The benchmark harness, end to end on a tiny workload, plus its statistics on known data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trio_tls._bench import _report, _runner
+from trio_tls._bench._certs import mint
+from trio_tls._bench._runner import _check_version, _plan, run_worker
+from trio_tls._bench._spec import (
+    CONTENDERS_BY_NAME,
+    WORKLOADS_BY_NAME,
+    Contender,
+    Family,
+    Job,
+    Mode,
+    job_params,
+    missing_requirement,
+)
+
+BENCH = [sys.executable, "-m", "trio_tls._bench"]
+
+
+def _run_bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*BENCH, *args], capture_output=True, text=True, timeout=90, check=False)
+
+
+def test_quick_run_writes_json_with_per_round_ratios(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = _run_bench(
+        "--quick",
+        "--contenders",
+        "trio_ssl,trio_tcp",
+        "--workloads",
+        "pingpong,memory_server",
+        "--tls",
+        "1.3",
+        "--rounds",
+        "2",
+        "--scale",
+        "0.05",
+        "--json",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(out.read_text())
+
+    assert report["mode"] == "quick"
+    assert report["baseline"] == "trio_ssl"
+    assert set(report["contenders"]) == {"trio_ssl", "trio_tcp"}
+    assert report["errors"] == []
+    assert report["machine"]["cpu_count"] >= 1
+    assert report["machine"]["openssl"].startswith("OpenSSL")
+    runs = report["runs"]
+    # Fresh process per (workload, contender, round): 2 x 2 x 2.
+    assert sorted((r["workload"], r["contender"], r["round"]) for r in runs) == [
+        (workload, contender, round_)
+        for workload in ("memory_server", "pingpong")
+        for contender in ("trio_ssl", "trio_tcp")
+        for round_ in (0, 1)
+    ]
+    assert all(r["value"] > 0 for r in runs)
+    pingpong = [r for r in runs if r["workload"] == "pingpong"]
+    assert {r["version"] for r in pingpong if r["contender"] == "trio_ssl"} == {"TLSv1.3"}
+    assert {r["version"] for r in pingpong if r["contender"] == "trio_tcp"} == {None}
+    # Memory: RSS headline plus the tracemalloc share, both per connection.
+    memory = [r for r in runs if r["workload"] == "memory_server"]
+    assert all(r["extra"]["py_heap_kib"] > 0 for r in memory)
+
+    by_round = {(r["contender"], r["round"]): r["value"] for r in pingpong}
+    summary = {s["contender"]: s for s in report["summary"] if s["workload"] == "pingpong"}
+    assert summary["trio_ssl"]["ratios"] == [1.0, 1.0]
+    expected = [by_round[("trio_tcp", n)] / by_round[("trio_ssl", n)] for n in (0, 1)]
+    assert summary["trio_tcp"]["ratios"] == pytest.approx(expected)
+    assert summary["trio_tcp"]["ratio_min"] <= summary["trio_tcp"]["ratio_median"]
+    assert summary["trio_tcp"]["ratio_median"] <= summary["trio_tcp"]["ratio_max"]
+    values = [by_round[("trio_tcp", n)] for n in (0, 1)]
+    assert summary["trio_tcp"]["median"] == pytest.approx(sum(values) / 2)
+    # The table on stdout names both contenders and the ratio column.
+    assert "vs trio.SSLStream" in done.stdout
+    assert CONTENDERS_BY_NAME["trio_tcp"].label in done.stdout
+
+
+def test_unknown_contender_is_a_usage_error() -> None:
+    done = _run_bench("--contenders", "trio_ssl,nonesuch")
+    assert done.returncode == 2
+    assert "nonesuch" in done.stderr
+
+
+def _result(contender: str, round_: int, value: float, **extra: float) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "contender": contender,
+        "workload": "bulk_64k",
+        "tls": "1.3",
+        "round": round_,
+        "value": value,
+        "extra": extra,
+    }
+
+
+def test_ratios_pair_rounds_and_skip_rounds_without_baseline() -> None:
+    results = [
+        _result("trio_ssl", 0, 100.0),
+        _result("trio_ssl", 1, 200.0),
+        _result("uvloop", 0, 300.0, seconds=1.0),
+        _result("uvloop", 1, 300.0, seconds=3.0),
+        _result("uvloop", 2, 999.0, seconds=2.0),  # baseline failed in round 2
+        {"ok": False, "contender": "trio_ssl", "workload": "bulk_64k", "tls": "1.3", "round": 2},
+    ]
+    cells = {s.contender: s for s in _report.summarize(results)}
+    assert cells["uvloop"].ratios == [3.0, 1.5]
+    assert cells["uvloop"].ratio_median == pytest.approx(2.25)
+    assert (cells["uvloop"].ratio_min, cells["uvloop"].ratio_max) == (1.5, 3.0)
+    assert (cells["uvloop"].median, cells["uvloop"].n) == (300.0, 3)
+    assert cells["uvloop"].extra_median == {"seconds": 2.0}
+    assert cells["trio_ssl"].ratio_median == 1.0
+
+
+def test_table_marks_direction_and_ceiling() -> None:
+    summaries = _report.summarize([_result("trio_ssl", 0, 100.0), _result("blocking", 0, 50.0)])
+    text = _report.table(summaries, {"mb_s": 3600.0})
+    assert "| bulk_64k (MB/s ↑) | ssl.SSLSocket + threads | 50.0 |" in text
+    assert "0.50x" in text
+    assert "1,800 MB/s" in text
+
+
+def test_plan_interleaves_contenders_and_rotates_each_round() -> None:
+    contenders = [CONTENDERS_BY_NAME[n] for n in ("trio_ssl", "asyncio", "blocking")]
+    plan = _plan(contenders, [WORKLOADS_BY_NAME["pingpong"]], ["1.3"], rounds=2)
+    order = [(round_, c.name) for round_, _, _, c in plan]
+    assert order == [
+        (0, "trio_ssl"),
+        (0, "asyncio"),
+        (0, "blocking"),
+        (1, "asyncio"),
+        (1, "blocking"),
+        (1, "trio_ssl"),
+    ]
+
+
+def test_a_wrong_negotiated_version_is_an_error() -> None:
+    ok = {"ok": True, "tls": "1.2", "version": "TLSv1.2"}
+    assert _check_version(ok) is ok
+    wrong = _check_version({"ok": True, "tls": "1.2", "version": "TLSv1.3"})
+    assert wrong["ok"] is False
+    assert "TLSv1.3" in wrong["error"]
+    assert _check_version({"ok": True, "tls": "1.3", "version": None})["ok"] is True
+
+
+def test_a_contender_with_a_missing_package_is_skipped_with_the_reason() -> None:
+    absent = Contender("ghost", "ghost", Family.ASYNCIO, requires=("no_such_module_for_bench",))
+    reason = missing_requirement(absent)
+    assert reason is not None
+    assert "no_such_module_for_bench" in reason
+    assert missing_requirement(CONTENDERS_BY_NAME["trio_ssl"]) is None
+    # The core has landed, so trio_tls itself is no longer skipped.
+    assert missing_requirement(CONTENDERS_BY_NAME["trio_tls"]) is None
+
+
+def test_a_worker_that_overruns_its_timeout_reports_an_error(tmp_path: Path) -> None:
+    mint(tmp_path)
+    workload = WORKLOADS_BY_NAME["concurrent"]
+    # 1,000 TLS connections cannot finish in 0.3 s here: the worker's own deadline fires.
+    job = Job(
+        "trio_ssl",
+        "concurrent",
+        "1.3",
+        str(tmp_path),
+        job_params(workload, Mode.FULL, 1.0),
+        timeout=0.3,
+    )
+    result = run_worker(job)
+    assert result["ok"] is False
+    assert "TooSlowError" in result["error"]
+    assert (result["contender"], result["workload"]) == ("trio_ssl", "concurrent")
+
+
+def test_a_worker_past_the_grace_period_is_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_runner, "_KILL_GRACE_S", 0.0)
+    workload = WORKLOADS_BY_NAME["pingpong"]
+    # 50 ms is less than a Python start-up, so the runner must kill the worker's group.
+    job = Job(
+        "trio_ssl",
+        "pingpong",
+        "1.3",
+        str(tmp_path),
+        job_params(workload, Mode.QUICK, 1.0),
+        timeout=0.05,
+    )
+    result = run_worker(job)
+    assert result["ok"] is False
+    assert result["error"].startswith("killed after")

@@ -1,0 +1,313 @@
+"""The benchmark runner: plan the matrix, run each cell in a fresh worker, report.
+
+Method (also in notes/benchmarks.md):
+
+* every (round, workload, TLS version, contender) is one fresh ``python -m
+  trio_tls._bench._worker`` process, so no contender inherits another's imports, caches or heap;
+* contenders interleave: each round runs every contender on one workload back to back, in an
+  order rotated by one each round, so slow drifts of a shared machine hit all of them alike;
+* each ratio is taken within a round (contender / trio.SSLStream in the same round), then the
+  median and min-max of those ratios are reported alongside the medians of the raw values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from . import _certs, _machine, _report
+from ._spec import (
+    BASELINE,
+    CONTENDERS,
+    CONTENDERS_BY_NAME,
+    DEFAULT_ROUNDS,
+    DEFAULT_TLS,
+    TLS_VERSIONS,
+    WORKLOADS,
+    WORKLOADS_BY_NAME,
+    Contender,
+    Job,
+    Kind,
+    Mode,
+    Workload,
+    job_params,
+    missing_requirement,
+)
+
+#: Seconds a worker may spend on its workload, per mode; the runner kills it a little later.
+JOB_TIMEOUT: Final = {Mode.QUICK: 30.0, Mode.FULL: 90.0}
+_KILL_GRACE_S: Final = 15.0
+
+
+def _names(text: str, known: Sequence[str], what: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown {what} {', '.join(unknown)}; choose from {', '.join(known)}"
+        )
+    return names
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m trio_tls bench",
+        description="Compare trio_tls with trio.SSLStream and other TLS stacks on loopback.",
+    )
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument(
+        "--quick",
+        action="store_const",
+        const=Mode.QUICK,
+        dest="mode",
+        help="small sizes, TLS 1.3, 1 round: under a minute (default)",
+    )
+    size.add_argument(
+        "--full",
+        action="store_const",
+        const=Mode.FULL,
+        dest="mode",
+        help="issue sizes (500 idle, 1,000 concurrent), TLS 1.3 and 1.2, 3 rounds",
+    )
+    parser.add_argument(
+        "--contenders",
+        type=lambda t: _names(t, list(CONTENDERS_BY_NAME), "contender"),
+        help=f"comma-separated subset of: {', '.join(CONTENDERS_BY_NAME)}",
+    )
+    parser.add_argument(
+        "--workloads",
+        type=lambda t: _names(t, list(WORKLOADS_BY_NAME), "workload"),
+        help=f"comma-separated subset of: {', '.join(WORKLOADS_BY_NAME)}",
+    )
+    parser.add_argument(
+        "--tls",
+        type=lambda t: _names(t, TLS_VERSIONS, "TLS version"),
+        help="comma-separated TLS versions: 1.3, 1.2",
+    )
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default: 1 quick, 3 full)")
+    parser.add_argument("--json", type=Path, help="write the full report as JSON here")
+    parser.add_argument("--png", type=Path, help="draw the ratio chart here (needs matplotlib)")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply every workload count by this (smoke tests use 0.05)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="instead of the matrix, run each cell once under cProfile, "
+        "save DIR/<contender>-<workload>-tls<v>.prof and print the top entries",
+    )
+    args = parser.parse_args(argv)
+    args.argv = list(argv)
+    args.mode = args.mode or Mode.QUICK
+    if args.rounds is not None and args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if args.scale <= 0:
+        parser.error("--scale must be positive")
+    return args
+
+
+def _plan(
+    contenders: Sequence[Contender], workloads: Sequence[Workload], tls: Sequence[str], rounds: int
+) -> list[tuple[int, Workload, str, Contender]]:
+    plan = []
+    for round_ in range(rounds):
+        for workload in workloads:
+            for version in tls:
+                shift = round_ % len(contenders)
+                for contender in [*contenders[shift:], *contenders[:shift]]:
+                    plan.append((round_, workload, version, contender))
+    return plan
+
+
+def run_worker(job: Job) -> dict[str, Any]:
+    """Run one job in a fresh process group; kill the whole group if it overruns."""
+    command = [sys.executable, "-m", "trio_tls._bench._worker", job.to_json()]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=job.timeout + _KILL_GRACE_S)
+        except BaseException as exc:  # overrun, or the user pressed Ctrl-C
+            # The worker is still alive, so its process group (worker + memory peer) is ours
+            # to end. A worker that exits by itself has already ended its peer, and a peer
+            # outlives a crashed worker only until its stdin closes or its deadline passes.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()  # reap it and drain the pipes
+            if not isinstance(exc, subprocess.TimeoutExpired):
+                raise
+            stdout, stderr = "", f"killed after {job.timeout + _KILL_GRACE_S:.0f} s"
+    lines = stdout.strip().splitlines()
+    try:
+        result: dict[str, Any] = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        tail = stderr.strip().splitlines()[-1:] or [f"exit status {process.returncode}"]
+        return {"ok": False, **_job_fields(job), "error": tail[0]}
+    return _check_version(result)
+
+
+def _job_fields(job: Job) -> dict[str, Any]:
+    return {
+        "contender": job.contender,
+        "workload": job.workload,
+        "tls": job.tls,
+        "round": job.round,
+        "params": job.params,
+    }
+
+
+def _check_version(result: dict[str, Any]) -> dict[str, Any]:
+    # A contender that silently negotiated another TLS version would make the table a lie.
+    expected = "TLSv" + str(result["tls"])
+    if result.get("ok") and result.get("version") not in (None, expected):
+        return {**result, "ok": False, "error": f"negotiated {result['version']}, not {expected}"}
+    return result
+
+
+def _slim(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if k not in ("certs", "profile")}
+
+
+def _progress(index: int, total: int, result: dict[str, Any], seconds: float) -> None:
+    workload = WORKLOADS_BY_NAME[result["workload"]]
+    label = CONTENDERS_BY_NAME[result["contender"]].label
+    if result.get("ok"):
+        outcome = f"{result['value']:>12,.1f} {workload.unit}"
+    else:
+        outcome = f"FAILED: {result.get('error')}"
+    print(
+        f"[{index:>3}/{total}] r{result['round'] + 1} TLS {result['tls']} {workload.name:<16}"
+        f" {label:<31} {outcome} ({seconds:.1f} s)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _select(args: argparse.Namespace) -> tuple[list[Contender], dict[str, str]]:
+    wanted = [CONTENDERS_BY_NAME[n] for n in args.contenders] if args.contenders else CONTENDERS
+    chosen, skipped = [], {}
+    for contender in wanted:
+        reason = missing_requirement(contender)
+        if reason is None:
+            chosen.append(contender)
+        else:
+            skipped[contender.name] = reason
+    return chosen, skipped
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark described by ``argv`` (see ``--help``); 0 if every run succeeded."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    mode: Mode = args.mode
+    contenders, skipped = _select(args)
+    workloads = [WORKLOADS_BY_NAME[n] for n in args.workloads] if args.workloads else WORKLOADS
+    tls = args.tls or list(DEFAULT_TLS[mode])
+    rounds = args.rounds or DEFAULT_ROUNDS[mode]
+    for name, reason in skipped.items():
+        print(f"note: skipping {CONTENDERS_BY_NAME[name].label}: {reason}", file=sys.stderr)
+    if not contenders:
+        print("error: no contender can run", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="trio-tls-bench-") as certs:
+        _certs.mint(Path(certs))
+        params = {w.name: job_params(w, mode, args.scale) for w in workloads}
+        if args.profile:
+            from ._profile import profile_cells
+
+            return profile_cells(args.profile, contenders, workloads, tls, certs, params, mode)
+        return _run_matrix(args, mode, contenders, skipped, workloads, tls, rounds, certs, params)
+
+
+def _run_matrix(
+    args: argparse.Namespace,
+    mode: Mode,
+    contenders: list[Contender],
+    skipped: dict[str, str],
+    workloads: Sequence[Workload],
+    tls: Sequence[str],
+    rounds: int,
+    certs: str,
+    params: dict[str, dict[str, Any]],
+) -> int:
+    started = time.time()
+    machine = _machine.describe()
+    bulk = any(w.kind is Kind.BULK for w in workloads)
+    ceiling = _machine.openssl_speed() if bulk else {"mb_s": None}
+    plan = _plan(contenders, workloads, tls, rounds)
+    results = []
+    for index, (round_, workload, version, contender) in enumerate(plan, start=1):
+        job = Job(
+            contender.name,
+            workload.name,
+            version,
+            certs,
+            params[workload.name],
+            JOB_TIMEOUT[mode],
+            round_,
+        )
+        began = time.perf_counter()
+        result = run_worker(job)
+        _progress(index, len(plan), result, time.perf_counter() - began)
+        results.append(result)
+    summaries = _report.summarize(results)
+    errors = [r for r in results if not r.get("ok")]
+    machine["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    report = {
+        "schema": 1,
+        "command": " ".join(["python -m trio_tls bench", *args.argv]),
+        "mode": mode.value,
+        "started": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(),
+        "duration_s": time.time() - started,
+        "machine": machine,
+        "baseline": BASELINE,
+        "contenders": {c.name: c.label for c in contenders},
+        "skipped": skipped,
+        "workloads": {
+            w.name: {"label": w.label, "unit": w.unit, "higher_is_better": w.higher_is_better}
+            for w in workloads
+        },
+        "tls": list(tls),
+        "rounds": rounds,
+        "params": params,
+        "ceiling": ceiling,
+        # Per-run certs path and profile flag are plumbing, not results.
+        "runs": [_slim(r) for r in results if r.get("ok")],
+        "errors": errors,
+    }
+    print(_report.table(summaries, ceiling))
+    goals = _report.targets(results)
+    if goals:
+        print("\nIssue 3 targets (medians of per-round ratios):", *goals, sep="\n")
+    for name, reason in skipped.items():
+        print(f"\nSkipped {CONTENDERS_BY_NAME[name].label}: {reason}")
+    if BASELINE not in {c.name for c in contenders}:
+        print("\nNo ratios: trio.SSLStream (trio_ssl) was not among the contenders.")
+    for error in errors:
+        print(
+            f"\nFAILED {error['contender']} {error['workload']} TLS {error['tls']} "
+            f"round {error['round'] + 1}: {error.get('error')}"
+        )
+    if args.json:
+        _report.write_json(args.json, report, summaries)
+        print(f"\nJSON written to {args.json}")
+    if args.png:
+        title = f"trio_tls bench ({mode.value}, {rounds} rounds) on {machine['cpu_model']}"
+        note = _report.write_png(args.png, summaries, title)
+        print(f"\n{note}" if note else f"\nChart written to {args.png}")
+    print(f"\nTotal time {time.time() - started:.0f} s", file=sys.stderr)
+    return 1 if errors else 0
