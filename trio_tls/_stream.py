@@ -105,9 +105,6 @@ class _FifoLock:
         self._held = False
         self._lot: trio.lowlevel.ParkingLot | None = None
 
-    def locked(self) -> bool:
-        return self._held
-
     def try_acquire(self) -> bool:
         """Take the lock if it is free, without an await (and without a coroutine)."""
         if self._held:
