@@ -457,8 +457,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
             return
         with trio.move_on_after(self._handshake_timeout) as scope:
             await self._drive("handshake", self._engine.handshake)
-        if scope.cancelled_caught:
-            self._sm.fail()
+        if scope.cancelled_caught:  # _handshake() marks the stream broken
             slow = trio.TooSlowError(
                 f"the TLS handshake did not finish within {self._handshake_timeout} s"
             )
@@ -501,11 +500,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         .. warning:: Cancelled during the handshake or a renegotiation, it leaves the
            stream broken. Cancelled at any other point, nothing is lost.
         """
-        if self._receiving:
-            raise trio.BusyResourceError(
-                "another task is currently receiving data on this SSLStream"
-            )
-        self._receiving = True
+        self._claim_receiving()
         try:
             self._sm.check(Op.RECEIVE)
             if max_bytes is not None:
@@ -537,15 +532,20 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
 
     async def _read_ahead_until(self, ready: Callable[[], bool]) -> bool:
         """Read until ``ready()``, keeping data for receive_some; False at end of stream."""
-        done = await self._drive("read", self._engine.read_ahead_until, ready)
-        return bool(done)
+        return await self._drive("read", self._engine.read_ahead_until, ready)
 
-    def _claim_receiving(self, what: str) -> None:
+    def _claim_sending(self) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is currently sending data on this SSLStream")
+        self._sending = True
+
+    def _claim_receiving(self, what: str | None = None) -> None:
+        """``what``: the extension method that reads on the caller's behalf."""
         if self._receiving:
-            raise trio.BusyResourceError(
-                f"another task is currently receiving data on this SSLStream; {what} reads "
-                "too, so call it when no receive_some() is running"
-            )
+            message = "another task is currently receiving data on this SSLStream"
+            if what is not None:
+                message += f"; {what} reads too, so call it when no receive_some() is running"
+            raise trio.BusyResourceError(message)
         self._receiving = True
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
@@ -555,9 +555,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
            part of the data went out. Every later call raises
            :exc:`trio.BrokenResourceError`.
         """
-        if self._sending:
-            raise trio.BusyResourceError("another task is currently sending data on this SSLStream")
-        self._sending = True
+        self._claim_sending()
         try:
             self._sm.check(Op.SEND)
             if self._handshake_seconds is None:
@@ -583,9 +581,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
 
     async def wait_send_all_might_not_block(self) -> None:
         """See :meth:`trio.abc.SendStream.wait_send_all_might_not_block`."""
-        if self._sending:
-            raise trio.BusyResourceError("another task is currently sending data on this SSLStream")
-        self._sending = True
+        self._claim_sending()
         try:
             self._sm.check(Op.WAIT_SEND)
             # A task in receive_some may be sending handshake data on the transport;
@@ -696,9 +692,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         :meth:`receive_some` keeps returning the peer's data until its close_notify.
         A second call does nothing.
         """
-        if self._sending:
-            raise trio.BusyResourceError("another task is currently sending data on this SSLStream")
-        self._sending = True
+        self._claim_sending()
         try:
             self._sm.check(Op.SEND_EOF)
             if self._sm.state is State.SEND_CLOSED:
