@@ -6,7 +6,7 @@ import ssl
 
 import pytest
 
-from trio_tls._engine import Step, TLSEngine, _is_eof
+from trio_tls._engine import _NEED_INPUT, Step, TLSEngine, _is_eof
 from trio_tls.testing import SERVER_NAME, TLSTestCA
 from trio_tls.testing._certs import TLSVersionName
 
@@ -179,3 +179,57 @@ def test_is_eof_recognises_both_spellings() -> None:
     assert _is_eof(legacy)
     assert not _is_eof(ssl.SSLError(1, "bad record mac"))
     assert not _is_eof(None)
+
+
+# -- the driver's fast paths: encrypt() and decrypt() return plain bytes when they can --
+
+
+def test_encrypt_and_decrypt_hand_back_bytes_in_the_common_case(
+    ca: TLSTestCA, version: TLSVersionName
+) -> None:
+    client, server = make_engines(ca, version)
+    pump_handshake(client, server, chunk=100_000)
+    assert server.decrypt(None) is _NEED_INPUT  # nothing buffered: the shared answer
+    ciphertext = client.encrypt(b"hello")
+    assert isinstance(ciphertext, bytes) and b"hello" not in ciphertext
+    server.feed(ciphertext)
+    assert server.decrypt(None) == b"hello"
+    # read() and write() are the same operations wrapped in a Step.
+    server.feed(client.write(b"again").to_send)
+    assert server.read(None) == Step(b"", want_read=False, finished=True, result=b"again")
+
+
+def test_decrypt_returns_a_step_when_the_read_produced_ciphertext(ca: TLSTestCA) -> None:
+    # A TLS 1.3 post-handshake CertificateRequest read together with application data:
+    # the client's answer must go out, so the plaintext comes wrapped with it.
+    server_ctx = ca.server_context(version="1.3")
+    server_ctx.post_handshake_auth = True
+    server_ctx.verify_mode = ssl.CERT_OPTIONAL
+    client_ctx = ca.client_context(version="1.3", with_client_cert=True)
+    client_ctx.post_handshake_auth = True
+    client = TLSEngine(client_ctx, server_side=False, server_hostname=SERVER_NAME)
+    server = TLSEngine(server_ctx, server_side=True, server_hostname=None)
+    pump_handshake(client, server, chunk=100_000)
+    server.request_client_certificate()
+    request = server.take_delayed() + server.handshake().to_send
+    data = server.encrypt(b"payload")
+    assert isinstance(data, bytes)
+    client.feed(request + data)
+    out = client.decrypt(None)
+    assert isinstance(out, Step)
+    assert out.result == b"payload" and out.finished and out.to_send
+
+
+def test_encrypt_reports_a_bad_buffered_record_as_a_failed_step(ca: TLSTestCA) -> None:
+    client, server = make_engines(ca, "1.3")
+    pump_handshake(client, server, chunk=100_000)
+    sealed = client.encrypt(b"tampered")
+    assert isinstance(sealed, bytes)
+    bad = bytearray(sealed)
+    bad[-1] ^= 0x01
+    server.feed(bytes(bad))
+    # encrypt() first decrypts what is buffered (see _drain_before_write): the
+    # broken record fails the write, with the alert to send.
+    out = server.encrypt(b"reply")
+    assert isinstance(out, Step)
+    assert isinstance(out.error, ssl.SSLError) and out.finished and out.to_send

@@ -20,6 +20,11 @@ records are already buffered), then reports what the caller must do to make prog
 Invariant: ``want_read`` and ``finished`` are never both true; ``error`` implies
 ``finished``.
 
+The two operations on the hot path also come in a second form for the driver's fast
+path: :meth:`TLSEngine.encrypt` and :meth:`TLSEngine.decrypt` return the ciphertext or
+plaintext itself when that is all the step would hold (nothing else to send, no error),
+and the Step otherwise, so that a plain send or receive builds no Step at all.
+
 This module never imports trio: it is unit-tested by pumping two engines together.
 """
 
@@ -88,6 +93,7 @@ class TLSEngine:
         "_plain",
         "_plaintext_pending",
         "_read_error",
+        "_sslobj",
         "delayed",
         "handshook",
         "obj",
@@ -112,6 +118,11 @@ class TLSEngine:
             server_hostname=server_hostname,
             session=session,
         )
+        # SSLObject.read/write are one-line Python wrappers around the C object in
+        # ``_sslobj``; calling it directly saves a Python frame on every record (the
+        # hot loops below). ``_sslobj`` is private, so fall back to the public object
+        # (same read(len)/write(data) signatures) on an interpreter without it.
+        self._sslobj: Any = getattr(self.obj, "_sslobj", self.obj)
         #: Ciphertext held back until the next send (TLS 1.3 server tickets).
         self.delayed = b""
         #: The peer's close_notify has been read: every later read returns b"".
@@ -205,18 +216,28 @@ class TLSEngine:
 
     def write(self, data: bytes | bytearray | memoryview) -> Step[None]:
         """Encrypt all of ``data`` (memory BIOs never refuse a write)."""
+        out = self.encrypt(data)
+        return out if isinstance(out, Step) else Step(out, False, True)
+
+    def encrypt(self, data: bytes | bytearray | memoryview) -> bytes | Step[None]:
+        """:meth:`write`, returning the ciphertext itself when the write simply succeeded.
+
+        The driver's send fast path: it saves building a Step for every send. Any other
+        outcome (a renegotiation that needs input, an error) is the Step :meth:`write`
+        would return.
+        """
         if self._in.pending:
             failed = self._drain_before_write()
             if failed is not None:
                 return failed
         try:
-            self.obj.write(data)
+            self._sslobj.write(data)
         except ssl.SSLWantReadError:
             # Only during a renegotiation: the write must wait for the peer's flight.
-            return Step(self._outgoing(), want_read=True, finished=False)
+            return Step(self._outgoing(), True, False)
         except (ssl.SSLError, ssl.CertificateError) as exc:
             return self._failed(exc)
-        return Step(self._outgoing(), want_read=False, finished=True)
+        return self._outgoing()
 
     def _drain_before_write(self) -> Step[None] | None:
         """Decrypt buffered records so that SSL_write never meets application data.
@@ -230,7 +251,7 @@ class TLSEngine:
         """
         if self.peer_closed or self._read_error is not None:
             return None
-        step = self._decrypt(None)
+        step = self._buffered_step()
         if step.error is not None:
             self._read_error = step.error if isinstance(step.error, ssl.SSLError) else None
             return Step(step.to_send, want_read=False, finished=True, error=step.error)
@@ -247,9 +268,19 @@ class TLSEngine:
         a renegotiation) comes first. With ``max_bytes=None`` the read is sized to the
         ciphertext on hand, so a 100-byte message costs a 100-byte buffer.
         """
+        out = self.decrypt(max_bytes)
+        return out if isinstance(out, Step) else Step(b"", False, True, out)
+
+    def decrypt(self, max_bytes: int | None) -> bytes | Step[bytes]:
+        """:meth:`read`, returning the plaintext itself when the read simply finished.
+
+        The driver's receive fast path. A read that needs input, has ciphertext to send
+        (a TLS 1.2 renegotiation, a TLS 1.3 KeyUpdate reply) or failed is returned as
+        its Step; "need input" is always the shared :data:`_NEED_INPUT`.
+        """
         if self._plain:
-            return Step(b"", want_read=False, finished=True, result=self._take_plain(max_bytes))
-        return self._decrypt(max_bytes)
+            return self._take_plain(max_bytes)
+        return self._read_buffered(max_bytes)
 
     def read_ahead_until(self, ready: Callable[[], bool]) -> Step[bool]:
         """Process incoming records until ``ready()``, keeping any plaintext for later.
@@ -262,7 +293,7 @@ class TLSEngine:
         """
         if ready():
             return Step(b"", want_read=False, finished=True, result=True)
-        step = self._decrypt(None)
+        step = self._buffered_step()
         if step.error is not None:
             return Step(step.to_send, want_read=False, finished=True, error=step.error)
         if step.result:
@@ -280,9 +311,13 @@ class TLSEngine:
         data, self._plain = self._plain[:end], self._plain[end:]
         return data
 
-    def _decrypt(self, max_bytes: int | None) -> Step[bytes]:
+    def _buffered_step(self) -> Step[bytes]:
+        out = self._read_buffered(None)
+        return out if isinstance(out, Step) else Step(b"", False, True, out)
+
+    def _read_buffered(self, max_bytes: int | None) -> bytes | Step[bytes]:
         if self.peer_closed:
-            return Step(b"", want_read=False, finished=True, result=b"")
+            return b""
         if self._read_error is not None:
             return self._failed(self._read_error)
         available = self._in.pending
@@ -296,10 +331,10 @@ class TLSEngine:
             max_bytes = available if 0 < available < MAX_AUTO_READ else MAX_AUTO_READ
         return self._read_records(max_bytes)
 
-    def _read_records(self, limit: int) -> Step[bytes]:
+    def _read_records(self, limit: int) -> bytes | Step[bytes]:
         # SSL_read returns one record at a time; keep going while whole records may
         # be buffered, so one call hands back everything that has arrived.
-        obj, incoming = self.obj, self._in
+        obj, incoming = self._sslobj, self._in
         parts: list[bytes] = []
         got = 0
         self._plaintext_pending = False
@@ -335,7 +370,9 @@ class TLSEngine:
             else:
                 self._read_error = exc  # raised by the next read; return the data first
         result = parts[0] if len(parts) == 1 else b"".join(parts)
-        return Step(self._outgoing(), want_read=False, finished=True, result=result)
+        if self._out.pending or self._pending_out:
+            return Step(self._outgoing(), False, True, result)
+        return result
 
     def unwrap(self) -> Step[None]:
         """Full shutdown: send close_notify and wait for the peer's."""
