@@ -13,8 +13,11 @@ crypto (see notes/benchmarks.md). It uses only public trio API: the socket's
 reused) and :func:`trio.lowlevel.wait_readable` / ``wait_writable``, which raise
 :exc:`trio.ClosedResourceError` when another task closes the socket meanwhile.
 
-Both report whether they yielded to the scheduler, so that the driver can skip its
-own closing checkpoint when the transport already provided one.
+Sending is split in two so that the usual send creates no coroutine: ``try_send``
+makes the non-blocking system call (a generic stream cannot, and takes nothing), and
+only what it left over goes to the awaiting ``send_rest``. ``receive`` reports whether
+it yielded to the scheduler, so that the driver can skip its own closing checkpoint
+when the transport already provided one.
 """
 
 from __future__ import annotations
@@ -55,9 +58,14 @@ class StreamWire:
     def __init__(self, stream: Stream) -> None:
         self._stream = stream
 
-    async def send(self, data: bytes) -> bool:
-        await self._stream.send_all(data)
-        return True
+    def try_send(self, data: bytes) -> int:
+        """A generic stream has no way to send without awaiting."""
+        return 0
+
+    async def send_rest(self, data: bytes, sent: int) -> None:
+        # ``sent`` is always 0 here (try_send took nothing), so the transport gets the
+        # bytes object itself, as it did before: a user's stream may expect bytes.
+        await self._stream.send_all(data[sent:] if sent else data)
 
     async def receive(self, engine: TLSEngine) -> tuple[int, bool]:
         data = await self._stream.receive_some()
@@ -82,19 +90,16 @@ class SocketWire:
             raise trio.ClosedResourceError("the transport socket was closed")
         return fd
 
-    async def send(self, data: bytes) -> bool:
+    def try_send(self, data: bytes) -> int:
+        """Write what the kernel takes now (usually everything); never blocks."""
         try:
-            sent = os.write(self._fd(), data)
+            return os.write(self._fd(), data)
         except BlockingIOError:
-            sent = 0
+            return 0
         except OSError as exc:
             raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
-        if sent == len(data):
-            return False  # the usual case: the kernel took it all at once
-        await self._send_rest(data, sent)
-        return True
 
-    async def _send_rest(self, data: bytes, sent: int) -> None:
+    async def send_rest(self, data: bytes, sent: int) -> None:
         with memoryview(data) as view:
             while sent < len(data):
                 await trio.lowlevel.wait_writable(self._socket)
