@@ -199,3 +199,42 @@ def test_a_worker_past_the_grace_period_is_killed(
     result = run_worker(job)
     assert result["ok"] is False
     assert result["error"].startswith("killed after")
+
+
+def test_engine_without_driver_runs_every_trio_workload_over_tls(tmp_path: Path) -> None:
+    # The design-ceiling contender must really do TLS (it reports the version it
+    # negotiated) and finish every workload, or its ratios would mean nothing.
+    out = tmp_path / "bench.json"
+    done = _run_bench(
+        "--quick",
+        "--contenders",
+        "trio_ssl,trio_tls,trio_tls_engine",
+        "--workloads",
+        "bulk_16k,pingpong,handshake_ecdsa,concurrent",
+        "--tls",
+        "1.2",
+        "--scale",
+        "0.05",
+        "--json",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(out.read_text())
+    assert report["errors"] == []
+    engine_runs = [r for r in report["runs"] if r["contender"] == "trio_tls_engine"]
+    assert len(engine_runs) == 4
+    assert {r["version"] for r in engine_runs} == {"TLSv1.2"}
+    assert "engine without driver:" in done.stdout
+
+
+def test_targets_show_the_design_ceiling_beside_each_ratio() -> None:
+    results = [
+        _result("trio_ssl", 0, 100.0),
+        _result("trio_tls", 0, 170.0),
+        _result("trio_tls_engine", 0, 190.0),
+    ]
+    (line,) = _report.targets(results)
+    assert "= 1.70 (target >= 2.0): NOT met; engine without driver: 1.90" in line
+    # Without the ceiling contender in the run, the line is the plain verdict.
+    (plain,) = _report.targets(results[:2])
+    assert plain.endswith("NOT met")

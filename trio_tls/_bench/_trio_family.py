@@ -1,6 +1,7 @@
-"""Workloads for trio streams: trio_tls.SSLStream, trio.SSLStream and plain trio TCP.
+"""Workloads for trio streams: trio_tls.SSLStream, trio.SSLStream, plain trio TCP and the
+trio_tls engine without its driver.
 
-All three share this code; they differ only in how a TCP stream is wrapped (``_Variant``). The
+All four share this code; they differ only in how a TCP stream is wrapped (``_Variant``). The
 code is what a trio user would write: ``trio.open_tcp_stream`` / ``trio.serve_listeners``, one
 handler task per accepted connection, ``send_all`` / ``receive_some``.
 """
@@ -41,6 +42,8 @@ class _Variant:
         elif job.contender == "trio_tls":
             # Imported lazily: the runner skips this contender while the core is missing.
             self._cls = importlib.import_module("trio_tls").SSLStream
+        elif job.contender == "trio_tls_engine":
+            self._cls = importlib.import_module("trio_tls._bench._engine_only").EngineOnlyStream
         key = str(job.params.get("key", "ecdsa"))
         self._server_ctx = server_context(job.certs, job.tls, key) if self._cls else None
         self._client_ctx = client_context(job.certs, job.tls, key) if self._cls else None
