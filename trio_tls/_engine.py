@@ -71,6 +71,11 @@ class Step(Generic[T]):
     error: ssl.SSLError | ssl.CertificateError | None = None
 
 
+def _as_read_step(out: bytes | Step[bytes]) -> Step[bytes]:
+    """A decrypt-style answer as a Step: bare plaintext means a finished read."""
+    return out if isinstance(out, Step) else Step(b"", False, True, out)
+
+
 # Shared by every engine: never mutated, and "need input" is the most common answer.
 _NEED_INPUT: Step[Any] = Step(b"", want_read=True, finished=False)
 
@@ -251,7 +256,7 @@ class TLSEngine:
         """
         if self.peer_closed or self._read_error is not None:
             return None
-        step = self._buffered_step()
+        step = _as_read_step(self._read_buffered(None))
         if step.error is not None:
             self._read_error = step.error if isinstance(step.error, ssl.SSLError) else None
             return Step(step.to_send, want_read=False, finished=True, error=step.error)
@@ -268,8 +273,7 @@ class TLSEngine:
         a renegotiation) comes first. With ``max_bytes=None`` the read is sized to the
         ciphertext on hand, so a 100-byte message costs a 100-byte buffer.
         """
-        out = self.decrypt(max_bytes)
-        return out if isinstance(out, Step) else Step(b"", False, True, out)
+        return _as_read_step(self.decrypt(max_bytes))
 
     def decrypt(self, max_bytes: int | None) -> bytes | Step[bytes]:
         """:meth:`read`, returning the plaintext itself when the read simply finished.
@@ -293,7 +297,7 @@ class TLSEngine:
         """
         if ready():
             return Step(b"", want_read=False, finished=True, result=True)
-        step = self._buffered_step()
+        step = _as_read_step(self._read_buffered(None))
         if step.error is not None:
             return Step(step.to_send, want_read=False, finished=True, error=step.error)
         if step.result:
@@ -310,10 +314,6 @@ class TLSEngine:
         end = len(self._plain) if max_bytes is None else max_bytes
         data, self._plain = self._plain[:end], self._plain[end:]
         return data
-
-    def _buffered_step(self) -> Step[bytes]:
-        out = self._read_buffered(None)
-        return out if isinstance(out, Step) else Step(b"", False, True, out)
 
     def _read_buffered(self, max_bytes: int | None) -> bytes | Step[bytes]:
         if self.peer_closed:
