@@ -350,20 +350,22 @@ async def unwrap(make: PairMaker, cancel_at: CancelAt) -> bool:
         # The peer answers our close_notify; unwrapping at the same moment on both
         # sides would deadlock a zero-buffer transport (both send before reading).
         nursery.start_soon(_peer, lambda: _answer_close_notify(server))
+        transport, server_transport = client.transport_stream, server.transport_stream
         completed = await cancel_at(client.unwrap)
         if not completed:
             assert await _is_broken(client), "a cancelled unwrap must leave the stream broken"
             await _assert_aclose_closes_transport(client)
             return completed
     # The plain transport is handed back intact: raw bytes still flow both ways.
+    assert client.transport_stream is None, "after unwrap() the caller owns the transport"
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(client.transport_stream.send_all, b"raw")
-        assert await server.transport_stream.receive_some() == b"raw"
+        nursery.start_soon(transport.send_all, b"raw")
+        assert await server_transport.receive_some() == b"raw"
     # The transport now belongs to the caller: aclose() leaves it alone.
     await client.aclose()
     with pytest.raises(trio.ClosedResourceError):
         await client.send_all(b"x")
-    await client.transport_stream.aclose()
+    await transport.aclose()
     return completed
 
 

@@ -391,6 +391,8 @@ async def test_unwrap_crossing(
         return
     assert not scope.cancelled_caught
     assert [trailing for _, trailing in results] == [b"", b""]
+    for transport, _ in results:
+        await transport.aclose()  # unwrap() handed it to us
 
 
 async def test_unwrap_with_trailing_plaintext(open_pair: PairOpener) -> None:
@@ -404,6 +406,7 @@ async def test_unwrap_with_trailing_plaintext(open_pair: PairOpener) -> None:
         # as ``trailing``; the rest is read from the transport. Only the sum is defined.
         rest = await receive_exactly(transport, len(plaintext) - len(trailing))
         assert bytes(trailing) + rest == plaintext
+        await transport.aclose()
 
     async def server_side() -> None:
         assert await receive_exactly(server, 9) == b"STOPTLS\r\n"
@@ -411,5 +414,6 @@ async def test_unwrap_with_trailing_plaintext(open_pair: PairOpener) -> None:
         transport, trailing = await server.unwrap()
         assert trailing == b""
         await transport.send_all(plaintext)  # right behind our close_notify
+        await transport.aclose()
 
     await both(client_side, server_side)

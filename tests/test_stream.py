@@ -405,6 +405,7 @@ async def test_close_notify_then_eof_reads_as_eof(ca: TLSTestCA, version: TLSVer
 async def test_unwrap_returns_trailing_plaintext(ca: TLSTestCA, version: TLSVersionName) -> None:
     client, server = tls_memory_stream_pair(ca, version=version)
     await handshake_both(client, server)
+    wrapped = client.transport_stream
     client_transport: list[Stream] = []
 
     async def client_unwrap() -> None:
@@ -421,7 +422,10 @@ async def test_unwrap_returns_trailing_plaintext(ca: TLSTestCA, version: TLSVers
         server_transport, server_trailing = await server.unwrap()
         assert server_trailing == b""
         await server_transport.send_all(b"plain again")
-    assert client_transport == [client.transport_stream]
+    # The caller owns the transport now; the stream lets go of it, as trio's does.
+    assert client_transport == [wrapped]
+    assert client.transport_stream is None
+    assert server.transport_stream is None
 
 
 async def test_starttls_plaintext_then_tls_then_plaintext(

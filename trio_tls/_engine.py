@@ -43,6 +43,18 @@ T = TypeVar("T")
 #: allocator switches to mmap and every read would pay for a fresh zero-filled mapping.
 MAX_AUTO_READ = 128 * 1024
 
+#: Most plaintext the engine holds on the application's behalf: what it decrypts while
+#: waiting for something only a read processes (a TLS 1.3 ticket, a post-handshake
+#: certificate) or while draining records before a write. At this limit the engine
+#: stops taking input (:attr:`TLSEngine.read_ahead_full`), so the peer, not the
+#: engine, holds the rest: backpressure, as a full kernel buffer would apply. Sixteen
+#: full records: far more than any handshake message that follows application data.
+READ_AHEAD_LIMIT = 256 * 1024
+
+# The largest TLS record on the wire: 16 KiB of plaintext, up to 256 bytes of
+# expansion and the 5-byte header. OpenSSL holds at most one partial record.
+_MAX_RECORD = 16 * 1024 + 256 + 5
+
 
 def _is_eof(exc: BaseException | None) -> bool:
     """Whether ``exc`` means the peer closed the transport without close_notify.
@@ -99,6 +111,7 @@ class TLSEngine:
         "_plaintext_pending",
         "_read_error",
         "_sslobj",
+        "_swallowed",
         "delayed",
         "handshook",
         "obj",
@@ -140,10 +153,17 @@ class TLSEngine:
         # data first; the error is raised by the next read so nothing is lost.
         self._read_error: ssl.SSLError | None = None
         # Plaintext decrypted ahead of the application's read (read_ahead, or a
-        # write during a renegotiation); the next read returns it first.
-        self._plain = b""
+        # write during a renegotiation); the next read returns it first. A bytearray,
+        # so appending and taking from the front cost what they move (no quadratic
+        # copying), and never more than READ_AHEAD_LIMIT.
+        self._plain = bytearray()
         # A read filled its buffer, so OpenSSL may hold decrypted bytes (pending()).
         self._plaintext_pending = False
+        # Ciphertext of an incomplete record that OpenSSL already took out of the
+        # incoming BIO (SSL_read keeps a partial record in its own buffer). It counts
+        # towards the size of the next read: when the record's last byte arrives,
+        # ``_in.pending`` alone would size the read to that one byte.
+        self._swallowed = 0
         # Ciphertext taken out of the outgoing BIO by such a drain, still to be sent.
         self._pending_out = b""
 
@@ -256,7 +276,11 @@ class TLSEngine:
         """
         if self.peer_closed or self._read_error is not None:
             return None
-        step = _as_read_step(self._read_buffered(None))
+        if self.read_ahead_full:
+            # Reading on would buffer without limit; SSL_write is not called until
+            # the application has taken some of what is held (the driver waits).
+            return Step(b"", want_read=True, finished=False)
+        step = _as_read_step(self._read_buffered(None, self._read_ahead_room()))
         if step.error is not None:
             self._read_error = step.error if isinstance(step.error, ssl.SSLError) else None
             return Step(step.to_send, want_read=False, finished=True, error=step.error)
@@ -286,6 +310,18 @@ class TLSEngine:
             return self._take_plain(max_bytes)
         return self._read_buffered(max_bytes)
 
+    @property
+    def read_ahead_full(self) -> bool:
+        """Plaintext held for the application has reached :data:`READ_AHEAD_LIMIT`.
+
+        A step that wants input while this is true must not be fed: the driver waits
+        until the application's next read has taken some plaintext.
+        """
+        return len(self._plain) >= READ_AHEAD_LIMIT
+
+    def _read_ahead_room(self) -> int:
+        return READ_AHEAD_LIMIT - len(self._plain)
+
     def read_ahead_until(self, ready: Callable[[], bool]) -> Step[bool]:
         """Process incoming records until ``ready()``, keeping any plaintext for later.
 
@@ -293,11 +329,15 @@ class TLSEngine:
         post-handshake certificate) without consuming the application's data, which
         the next :meth:`read` returns first. Finishes with True once ``ready()`` holds
         (checked after every record batch, so a ticket followed by an EOF still
-        counts), or False at end of stream.
+        counts), or False at end of stream. At most :data:`READ_AHEAD_LIMIT` bytes of
+        plaintext are kept: when that much is held, the step wants input and
+        :attr:`read_ahead_full` tells the driver not to feed any.
         """
         if ready():
             return Step(b"", want_read=False, finished=True, result=True)
-        step = _as_read_step(self._read_buffered(None))
+        if self.read_ahead_full:
+            return Step(b"", want_read=True, finished=False)
+        step = _as_read_step(self._read_buffered(None, self._read_ahead_room()))
         if step.error is not None:
             return Step(step.to_send, want_read=False, finished=True, error=step.error)
         if step.result:
@@ -311,16 +351,19 @@ class TLSEngine:
         return Step(step.to_send, want_read=False, finished=False)  # more may be buffered
 
     def _take_plain(self, max_bytes: int | None) -> bytes:
-        end = len(self._plain) if max_bytes is None else max_bytes
-        data, self._plain = self._plain[:end], self._plain[end:]
+        plain = self._plain
+        end = len(plain) if max_bytes is None else max_bytes
+        data = bytes(plain[:end])
+        del plain[:end]  # O(bytes taken): bytearray drops a prefix without a copy
         return data
 
-    def _read_buffered(self, max_bytes: int | None) -> bytes | Step[bytes]:
+    def _read_buffered(self, max_bytes: int | None, room: int | None = None) -> bytes | Step[bytes]:
+        """Decrypt what is buffered: up to ``max_bytes``, or sized to it and below ``room``."""
         if self.peer_closed:
             return b""
         if self._read_error is not None:
             return self._failed(self._read_error)
-        available = self._in.pending
+        available = self._in.pending + self._swallowed
         if self._plaintext_pending:
             available += self.obj.pending()
         if not available and not self._in.eof:
@@ -329,6 +372,8 @@ class TLSEngine:
         if max_bytes is None:
             # Plaintext is never larger than the ciphertext it came from.
             max_bytes = available if 0 < available < MAX_AUTO_READ else MAX_AUTO_READ
+            if room is not None:
+                max_bytes = min(max_bytes, room)
         return self._read_records(max_bytes)
 
     def _read_records(self, limit: int) -> bytes | Step[bytes]:
@@ -338,10 +383,13 @@ class TLSEngine:
         parts: list[bytes] = []
         got = 0
         self._plaintext_pending = False
+        before = incoming.pending
         try:
             while got < limit:
                 want = limit - got
+                before = incoming.pending
                 chunk = obj.read(want)
+                self._swallowed = 0  # a record came out whole: OpenSSL holds no partial one
                 if not chunk:  # the peer's close_notify
                     self.peer_closed = True
                     break
@@ -353,6 +401,8 @@ class TLSEngine:
                 elif not incoming.pending:
                     break  # the record is used up and no ciphertext is left
         except ssl.SSLWantReadError:
+            # What this call took from the BIO is part of a record OpenSSL now holds.
+            self._swallowed = min(self._swallowed + before - incoming.pending, _MAX_RECORD)
             if not parts:
                 return Step(self._outgoing(), want_read=True, finished=False)
         except ssl.SSLZeroReturnError:

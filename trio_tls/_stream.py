@@ -185,10 +185,12 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
       close_timeout: None (the default) makes :meth:`aclose` send close_notify without
           waiting for the peer's reply, as trio does. A number makes it also wait that
           many seconds for the peer's close_notify before closing the transport
-          (trio_tls extension).
+          (trio_tls extension). Sending close_notify itself is bounded separately
+          (``CLOSE_NOTIFY_SEND_TIMEOUT``), so even ``close_timeout=0`` says goodbye.
 
     Attributes:
-      transport_stream: the wrapped stream.
+      transport_stream: the wrapped stream; None once :meth:`unwrap` has handed it
+          back, as with trio.
     """
 
     __slots__ = (
@@ -202,6 +204,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         "_receiving",
         "_recv_count",
         "_recv_lock",
+        "_room",
         "_send_lock",
         "_sending",
         "_sm",
@@ -248,6 +251,9 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         self._send_lock = _FifoLock()
         self._recv_lock = _FifoLock()
         self._recv_count = 0
+        # Tasks waiting for the application to take read-ahead plaintext (created on
+        # first use: almost no stream ever needs it).
+        self._room: trio.lowlevel.ParkingLot | None = None
         self._sending = False
         self._receiving = False
         # [bytes_sent, bytes_received, wire_sent, wire_received, sends, receives]:
@@ -419,8 +425,38 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         what: str,
         operation: Callable[[*Ts], Step[T]],
         *args: *Ts,
+        spent: bool = False,
     ) -> T:
-        """:meth:`_drive` from a step already taken (by a fast path, say)."""
+        """:meth:`_drive` from a step already taken (by a fast path, say).
+
+        ``spent``: the caller's last transport receive returned without yielding.
+        """
+        result, yielded = await self._run_steps(step, yielded, spent, what, operation, *args)
+        if not yielded:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return result
+
+    async def _run_steps(
+        self,
+        step: Step[T],
+        yielded: bool,
+        spent: bool,
+        what: str,
+        operation: Callable[[*Ts], Step[T]],
+        *args: *Ts,
+    ) -> tuple[T, bool]:
+        """The loop of :meth:`_drive`, without its closing checkpoint.
+
+        Returns the operation's value and whether the loop yielded to the scheduler.
+
+        Bounded work between schedule points: a socket receive does not yield when
+        data is already there, so a peer that keeps the socket readable with records
+        that never finish the operation (tickets, data while we wait for a
+        certificate, a record trickled in pieces) would keep this loop from ever
+        yielding, freezing every task and deadline in the process. So a receive that
+        follows one that did not yield is preceded by a schedule point: at most one
+        receive (RECEIVE_CHUNK of ciphertext) is processed between two of them.
+        """
         while True:
             if step.error is not None:
                 await self._flush_alert(step.to_send)
@@ -429,17 +465,39 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
             if step.to_send:
                 yielded |= await self._send_wire(step.to_send)
             elif step.want_read:
-                if self._recv_lock.try_acquire():
-                    yielded |= await self._receive_locked()
+                if self._engine.read_ahead_full:
+                    await self._wait_for_room()
+                    yielded = True
                 else:
-                    yielded |= await self._receive_after_queueing()
+                    if spent:
+                        await trio.lowlevel.checkpoint()
+                        yielded = True
+                    if self._recv_lock.try_acquire():
+                        spent = not await self._receive_locked()
+                    else:
+                        spent = not await self._receive_after_queueing()
+                    yielded |= not spent
             if step.finished:
-                if not yielded:
-                    await trio.lowlevel.cancel_shielded_checkpoint()
                 # A finished step carries its operation's value (None for those
                 # that return nothing), so this cast only undoes Step's default.
-                return cast(T, step.result)
+                return cast(T, step.result), yielded
             step = operation(*args)
+
+    async def _wait_for_room(self) -> None:
+        """Wait until the application has taken some read-ahead plaintext.
+
+        The engine holds at most READ_AHEAD_LIMIT bytes for the application; past it,
+        the transport is not read (backpressure) until a receive_some takes some. If
+        the waiting task is the only reader (resumable_session, say), only its
+        deadline ends the wait, which is what a full kernel buffer would do too.
+        """
+        if self._room is None:
+            self._room = trio.lowlevel.ParkingLot()
+        await self._room.park()
+
+    def _made_room(self) -> None:
+        if self._room is not None:
+            self._room.unpark_all()
 
     # -- the handshake ------------------------------------------------------------------
 
@@ -541,6 +599,7 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
             else:
                 data = await self._drive("read", self._engine.read, max_bytes)
             self._stats[1] += len(data)
+            self._made_room()
             return data
         finally:
             self._receiving = False
@@ -556,12 +615,13 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
         await trio.lowlevel.checkpoint_if_cancelled()
         engine = self._engine
         out = engine.decrypt(max_bytes)
-        yielded = False
+        yielded = spent = False
         if out is _NEED_INPUT and self._recv_lock.try_acquire():
             yielded = await self._receive_locked()
+            spent = not yielded
             out = engine.decrypt(max_bytes)
         if not isinstance(out, bytes):
-            return await self._drive_from(out, yielded, "read", engine.read, max_bytes)
+            return await self._drive_from(out, yielded, "read", engine.read, max_bytes, spent=spent)
         if not yielded:
             await trio.lowlevel.cancel_shielded_checkpoint()
         return out
@@ -601,47 +661,65 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
 
         .. warning:: If this method is cancelled, the stream is left broken: an unknown
            part of the data went out. Every later call raises
-           :exc:`trio.BrokenResourceError`.
+           :exc:`trio.BrokenResourceError`. (A cancellation noticed before anything was
+           encrypted leaves the stream as it was.)
         """
         self._claim_sending()
         try:
-            if self._sm.state is _OPEN and type(data) is bytes and 0 < len(data) <= SEND_CHUNK:
-                await self._send_open(data)
-                return
-            self._sm.check(Op.SEND)
-            if self._handshake_seconds is None:
+            if self._sm.state is not _OPEN:
+                self._sm.check(Op.SEND)
                 await self._ensure_handshake()
             if not data:
                 # SSLObject.write(b"") would mean something else entirely (EOF).
                 await trio.lowlevel.checkpoint()
                 return
-            await self._send_chunks(data)
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                if type(data) is bytes and len(data) <= SEND_CHUNK:
+                    yielded = await self._send_chunk(data)
+                else:
+                    yielded = await self._send_chunks(data)
+            except BaseException:
+                # Some of the data may be on the wire: the peer would see a truncated
+                # message followed by whatever we sent next, so nothing may follow.
+                self._sm.fail()
+                raise
+            if not yielded:
+                await trio.lowlevel.cancel_shielded_checkpoint()
         finally:
             self._sending = False
 
-    async def _send_open(self, data: bytes) -> None:
-        """send_all's hot path after the handshake, for one chunk: :meth:`_drive` unrolled.
+    async def _send_chunk(self, data: bytes | memoryview) -> bool:
+        """Encrypt and send one chunk; True if that yielded to the scheduler.
 
         The engine returns the ciphertext itself when the write simply succeeds, and
-        the kernel usually takes all of it at once, so the usual send awaits nothing
-        but its closing schedule point. A renegotiation or an error continues in the
-        general loop.
+        the kernel usually takes all of it at once, so the usual send awaits nothing.
+        A renegotiation or an error continues in the general loop.
         """
-        await trio.lowlevel.checkpoint_if_cancelled()
         engine = self._engine
         out = engine.encrypt(data)
-        if not isinstance(out, bytes):
-            await self._drive_from(out, False, "write", engine.write, data)
-        elif not await self._send_wire(out):
-            await trio.lowlevel.cancel_shielded_checkpoint()
+        if isinstance(out, bytes):
+            yielded = await self._send_wire(out)
+        else:
+            _, yielded = await self._run_steps(out, False, False, "write", engine.write, data)
         self._stats[0] += len(data)
+        return yielded
 
-    async def _send_chunks(self, data: bytes | bytearray | memoryview) -> None:
+    async def _send_chunks(self, data: bytes | bytearray | memoryview) -> bool:
+        """Send ``data`` SEND_CHUNK bytes at a time; True if the last chunk yielded.
+
+        Between two chunks the scheduler runs unless the transport already made it
+        run: a send that the kernel takes at once does not yield, and a large
+        ``data`` must not hold the event loop for its whole length.
+        """
+        yielded = True
         with memoryview(data) as view, view.cast("B") as flat:
             for start in range(0, flat.nbytes, SEND_CHUNK):
+                if not yielded:
+                    await trio.lowlevel.checkpoint()
                 self._sm.check(Op.SEND)
-                await self._drive("write", self._engine.write, flat[start : start + SEND_CHUNK])
-            self._stats[0] += flat.nbytes
+                yielded = await self._send_chunk(flat[start : start + SEND_CHUNK])
+        return yielded
 
     async def wait_send_all_might_not_block(self) -> None:
         """See :meth:`trio.abc.SendStream.wait_send_all_might_not_block`."""
@@ -789,7 +867,11 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
                 self._sm.fail()
                 raise
             self._sm.move(State.CLOSED)
-            return (self.transport_stream, self._engine.take_trailing())
+            transport = self.transport_stream
+            # As trio does: the caller owns the transport now, and a stale reference
+            # here would invite using it through two owners.
+            self.transport_stream = cast(T_Stream, None)
+            return (transport, self._engine.take_trailing())
         finally:
             self._sending = self._receiving = False
 
@@ -834,11 +916,11 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
 
     async def _say_goodbye(self) -> None:
         await self._ensure_handshake()
-        send_limit = (
-            self._close_timeout if self._close_timeout is not None else CLOSE_NOTIFY_SEND_TIMEOUT
-        )
-        with trio.move_on_after(send_limit):
-            if self._sm.state is not State.SEND_CLOSED:
+        if self._sm.state is not State.SEND_CLOSED:
+            # Sending is bounded on its own, not by close_timeout: close_timeout is how
+            # long to wait for the peer's reply, and even close_timeout=0 must still
+            # say goodbye, or the peer sees a truncation instead of an end of stream.
+            with trio.move_on_after(CLOSE_NOTIFY_SEND_TIMEOUT):
                 # The peer may have closed already; two well-behaved programs can race
                 # here, so a failure to deliver our close_notify is not an error. A
                 # task still sending or receiving makes a clean goodbye impossible.
@@ -846,7 +928,8 @@ class SSLStream(HalfCloseableStream, Generic[T_Stream]):
                     await self._drive("close_notify", self._engine.send_close_notify)
                 except (trio.BrokenResourceError, trio.BusyResourceError):
                     return
-            if self._close_timeout is not None:
+        if self._close_timeout is not None:
+            with trio.move_on_after(self._close_timeout):
                 await self._await_peer_close_notify()
 
     async def _await_peer_close_notify(self) -> None:

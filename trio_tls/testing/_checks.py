@@ -174,6 +174,8 @@ async def _check_unwrap(maker: PairMaker) -> None:
                 "trailing bytes plus later transport reads must equal what the peer sent "
                 f"in clear: got {bytes(trailing) + rest!r}",
             )
+            _expect(client.transport_stream is None, "unwrap() must let go of the transport")
+            await transport.aclose()  # unwrap() made it ours
 
         async def server_side() -> None:
             await _expect_data(server, PAYLOAD, "data sent before unwrap()")
@@ -183,6 +185,7 @@ async def _check_unwrap(maker: PairMaker) -> None:
             transport, trailing = await server.unwrap()
             _expect(trailing == b"", f"the server's unwrap returned trailing {trailing!r}")
             await transport.send_all(plaintext)
+            await transport.aclose()
 
         await _both(client_side, server_side)
         for operation in (client.receive_some, lambda: client.send_all(b"x")):

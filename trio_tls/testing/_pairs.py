@@ -174,12 +174,14 @@ async def handshake_pair(client: SSLStream[Any], server: SSLStream[Any]) -> None
 async def close_pair_forcefully(pair: AnyStreamPair) -> None:
     """Close both streams and their transports at once, without any goodbye.
 
-    The transports too: after ``unwrap()`` an SSLStream no longer owns its transport,
-    and a test that unwrapped would otherwise leak a socket.
+    A stream that was unwrapped has handed its transport to whoever called
+    ``unwrap()`` (its ``transport_stream`` is None): closing that one is theirs.
     """
     for stream in pair:
+        transport = stream.transport_stream
         await trio.aclose_forcefully(stream)
-        await trio.aclose_forcefully(stream.transport_stream)
+        if transport is not None:
+            await trio.aclose_forcefully(transport)
 
 
 def _wrap(
