@@ -32,15 +32,20 @@ import trio.testing
 from trio.abc import Stream
 
 from trio_tls import SSLStream
-from trio_tls.testing import TLSTestCA, tls_lockstep_stream_pair, tls_memory_stream_pair
+from trio_tls.testing import (
+    TLSTestCA,
+    open_tls_tcp_stream_pair,
+    tls_lockstep_stream_pair,
+    tls_memory_stream_pair,
+)
 from trio_tls.testing._certs import TLSVersionName
 
-TransportName = Literal["memory", "lockstep"]
+TransportName = Literal["memory", "lockstep", "tcp"]
 Pair = tuple[SSLStream[Stream], SSLStream[Stream]]
 #: Runs one scenario with the operation cancelled after its k-th schedule point and
 #: returns True when the operation completed anyway (the sweep is then over).
 Scenario = Callable[["PairMaker", "CancelAt"], Awaitable[bool]]
-PairMaker = Callable[[], Pair]
+PairMaker = Callable[[], Awaitable[Pair]]
 CancelAt = Callable[[Callable[[], Awaitable[object]]], Awaitable[bool]]
 
 #: No operation here yields more than ~60 times; 200 bounds a runaway sweep.
@@ -179,7 +184,7 @@ async def _round_trip(client: SSLStream[Stream], server: SSLStream[Stream]) -> N
 
 
 async def _handshake_scenario(make: PairMaker, cancel_at: CancelAt, *, client_side: bool) -> bool:
-    client, server = make()
+    client, server = await make()
     ours, theirs = (client, server) if client_side else (server, client)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_peer, theirs.do_handshake)
@@ -208,7 +213,7 @@ async def implicit_handshake_two_tasks(make: PairMaker, cancel_at: CancelAt) -> 
     Cancelling the handshaking task must not leave the waiting task hanging: it
     gets BrokenResourceError, or its data if the handshake had finished.
     """
-    client, server = make()
+    client, server = await make()
     received = bytearray()
     outcome: list[type[BaseException] | None] = []
     async with trio.open_nursery() as nursery:
@@ -259,7 +264,7 @@ async def _echo_once(stream: SSLStream[Stream]) -> None:
 
 async def receive_some(make: PairMaker, cancel_at: CancelAt) -> bool:
     """Cancelled after the handshake, receive_some loses and repeats nothing."""
-    client, server = make()
+    client, server = await make()
     await _handshake_both(client, server)
     payload = _payload(PAYLOAD_SIZE)
     got = bytearray()
@@ -275,7 +280,7 @@ async def receive_some(make: PairMaker, cancel_at: CancelAt) -> bool:
 
 
 async def _send_scenario(make: PairMaker, cancel_at: CancelAt, size: int) -> bool:
-    client, server = make()
+    client, server = await make()
     await _handshake_both(client, server)
     payload = _payload(size, seed=size)
     seen = bytearray()
@@ -286,6 +291,7 @@ async def _send_scenario(make: PairMaker, cancel_at: CancelAt, size: int) -> boo
         if not broken:
             await client.send_all(b"END")
         await _assert_aclose_closes_transport(client)
+    await trio.aclose_forcefully(server)
     if broken:
         # Documented: an unknown part went out. It must be a prefix, never garbage.
         assert not completed
@@ -306,7 +312,7 @@ async def send_all_chunked(make: PairMaker, cancel_at: CancelAt) -> bool:
 
 
 async def wait_send_all_might_not_block(make: PairMaker, cancel_at: CancelAt) -> bool:
-    client, server = make()
+    client, server = await make()
     await _handshake_both(client, server)
     got = bytearray()
     async with trio.open_nursery() as nursery:
@@ -321,7 +327,7 @@ async def wait_send_all_might_not_block(make: PairMaker, cancel_at: CancelAt) ->
 
 
 async def send_eof(make: PairMaker, cancel_at: CancelAt) -> bool:
-    client, server = make()
+    client, server = await make()
     await _handshake_both(client, server)
     seen = bytearray()
     async with trio.open_nursery() as nursery:
@@ -344,7 +350,7 @@ async def send_eof(make: PairMaker, cancel_at: CancelAt) -> bool:
 
 
 async def unwrap(make: PairMaker, cancel_at: CancelAt) -> bool:
-    client, server = make()
+    client, server = await make()
     await _handshake_both(client, server)
     async with trio.open_nursery() as nursery:
         # The peer answers our close_notify; unwrapping at the same moment on both
@@ -375,7 +381,7 @@ async def _answer_close_notify(stream: SSLStream[Stream]) -> None:
 
 
 async def _aclose_scenario(make: PairMaker, cancel_at: CancelAt, *, handshake: bool) -> bool:
-    client, server = make()
+    client, server = await make()
     if handshake:
         await _handshake_both(client, server)
     seen = bytearray()
@@ -400,7 +406,7 @@ async def aclose_before_handshake(make: PairMaker, cancel_at: CancelAt) -> bool:
 
 async def resumable_session(make: PairMaker, cancel_at: CancelAt) -> bool:
     """Waiting for the session ticket reads ahead; the data it read must survive."""
-    client, server = make()
+    client, server = await make()
     await _handshake_both(client, server)
     payload = _payload(PAYLOAD_SIZE, seed=7)
     got = bytearray()
@@ -441,11 +447,19 @@ def cancel_ca() -> TLSTestCA:
 def _pair_maker(
     ca: TLSTestCA, transport: TransportName, version: TLSVersionName, https_compatible: bool
 ) -> PairMaker:
-    make_pair = tls_memory_stream_pair if transport == "memory" else tls_lockstep_stream_pair
     client_ctx = ca.client_context(version=version)
     server_ctx = ca.server_context(version=version)
 
-    def make() -> Pair:
+    async def make() -> Pair:
+        if transport == "tcp":
+            return await _warmed_up(
+                await open_tls_tcp_stream_pair(
+                    client_context=client_ctx,
+                    server_context=server_ctx,
+                    https_compatible=https_compatible,
+                )
+            )
+        make_pair = tls_memory_stream_pair if transport == "memory" else tls_lockstep_stream_pair
         return make_pair(
             client_context=client_ctx,
             server_context=server_ctx,
@@ -453,6 +467,21 @@ def _pair_maker(
         )
 
     return make
+
+
+#: Sent once before a TCP scenario: Linux grows a connection's socket buffers as it
+#: carries data, and only then does the kernel take a whole SEND_CHUNK without a wait.
+WARM_UP_SIZE = 4 * 1024 * 1024
+
+
+async def _warmed_up(pair: Pair) -> Pair:
+    client, server = pair
+    await _handshake_both(client, server)
+    got = bytearray()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.send_all, bytes(WARM_UP_SIZE))
+        await _receive_exactly(server, WARM_UP_SIZE, got)
+    return pair
 
 
 async def sweep(scenario: Scenario, make: PairMaker) -> int:
@@ -481,6 +510,19 @@ async def test_cancel_at_every_checkpoint(
     assert points >= 2
     # Counted for notes/reliability.md: pytest -s tests/test_cancellation.py | grep points
     print(f"cancellation points: {points - 1}")
+
+
+@pytest.mark.parametrize("scenario", [send_all, send_all_chunked], ids=lambda s: s.__name__)
+@pytest.mark.parametrize("version", ["1.2", "1.3"], ids=["tls12", "tls13"])
+async def test_cancel_sends_at_every_checkpoint_over_tcp(
+    scenario: Scenario, version: TLSVersionName, cancel_ca: TLSTestCA
+) -> None:
+    """Over a socket the kernel usually takes a whole chunk without a wait, so send_all
+    yields between chunks on its own, and a cancellation there must break the stream
+    as surely as one inside a transport send (memory streams always wait inside)."""
+    points = await sweep(scenario, _pair_maker(cancel_ca, "tcp", version, False))
+    # A multi-chunk send yields at least between its chunks (and at its end).
+    assert points > (1 if scenario is send_all_chunked else 0)
 
 
 async def test_instrument_cancels_at_the_requested_step() -> None:
@@ -529,7 +571,7 @@ def _pha_pair_maker(ca: TLSTestCA, transport: TransportName, https_compatible: b
     client_ctx.post_handshake_auth = True
     make_pair = tls_memory_stream_pair if transport == "memory" else tls_lockstep_stream_pair
 
-    def make() -> Pair:
+    async def make() -> Pair:
         return make_pair(
             client_context=client_ctx, server_context=server_ctx, https_compatible=https_compatible
         )
@@ -539,7 +581,7 @@ def _pha_pair_maker(ca: TLSTestCA, transport: TransportName, https_compatible: b
 
 async def verify_client_post_handshake(make: PairMaker, cancel_at: CancelAt) -> bool:
     """TLS 1.3 post-handshake auth, cancelled on the server while the client reads."""
-    client, server = make()
+    client, server = await make()
     await _handshake_both(client, server)
     seen_by_client = bytearray()
     async with trio.open_nursery() as nursery:
