@@ -7,6 +7,7 @@
   :func:`run_with_seeds`.
 - :func:`check_tls_stream`: conformance checks for anything built on SSLStream.
 - :func:`open_tls_test_server`: an in-process TLS server on loopback TCP.
+- :func:`measure_stalls`: the longest time one task held the event loop.
 
 The pytest plugin (fixtures ``tls_ca``, ``tls_version`` ...) lives in
 ``trio_tls._pytest_plugin`` and is registered automatically; this package never
@@ -42,6 +43,8 @@ from ._server import Handler as Handler
 from ._server import TLSTestServer as TLSTestServer
 from ._server import echo_handler as echo_handler
 from ._server import open_tls_test_server as open_tls_test_server
+from ._stall import StallReport as StallReport
+from ._stall import measure_stalls as measure_stalls
 
 __all__ = [
     "CHAOS_SEED_ENV",
@@ -53,6 +56,7 @@ __all__ = [
     "ChaosStream",
     "Handler",
     "KeyTypeName",
+    "StallReport",
     "StreamPair",
     "TLSTestCA",
     "TLSTestServer",
@@ -64,6 +68,7 @@ __all__ = [
     "close_pair_forcefully",
     "echo_handler",
     "handshake_pair",
+    "measure_stalls",
     "open_tls_stream_pair",
     "open_tls_tcp_stream_pair",
     "open_tls_test_server",
