@@ -24,7 +24,7 @@ import contextlib
 import hashlib
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Literal, cast
 
 import pytest
 import trio
@@ -363,7 +363,9 @@ async def unwrap(make: PairMaker, cancel_at: CancelAt) -> bool:
             await _assert_aclose_closes_transport(client)
             return completed
     # The plain transport is handed back intact: raw bytes still flow both ways.
-    assert client.transport_stream is None, "after unwrap() the caller owns the transport"
+    assert cast(object, client.transport_stream) is None, (
+        "after unwrap() the caller owns the transport"
+    )
     async with trio.open_nursery() as nursery:
         nursery.start_soon(transport.send_all, b"raw")
         assert await server_transport.receive_some() == b"raw"

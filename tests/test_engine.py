@@ -6,7 +6,7 @@ import ssl
 
 import pytest
 
-from trio_tls._engine import _NEED_INPUT, Step, TLSEngine, _is_eof
+from trio_tls._engine import _NEED_INPUT, READ_AHEAD_LIMIT, Step, TLSEngine, _is_eof
 from trio_tls.testing import SERVER_NAME, TLSTestCA
 from trio_tls.testing._certs import TLSVersionName
 
@@ -233,3 +233,57 @@ def test_encrypt_reports_a_bad_buffered_record_as_a_failed_step(ca: TLSTestCA) -
     out = server.encrypt(b"reply")
     assert isinstance(out, Step)
     assert isinstance(out.error, ssl.SSLError) and out.finished and out.to_send
+
+
+def test_a_record_completed_by_its_last_bytes_is_read_whole(
+    ca: TLSTestCA, version: TLSVersionName
+) -> None:
+    """TCP may split a record anywhere. Whatever the split, the read that completes the
+    record returns all of it: OpenSSL keeps the first part in its own buffer, so the
+    read must not be sized to the few bytes still in the BIO."""
+    line = b"250-mail.example\r\n"
+    client, server = make_engines(ca, version)
+    pump_handshake(client, server, chunk=100_000)
+    client.feed(server.take_delayed())  # TLS 1.3 tickets, out of the way
+    assert client.read(None).want_read
+    for split in range(1, 64):
+        record = server.write(line).to_send
+        if split >= len(record):
+            break
+        client.feed(record[:split])
+        assert client.read(None).want_read, f"split at {split}: the record is incomplete"
+        client.feed(record[split:])
+        got = client.read(None)
+        assert got.result == line, f"split at {split} of {len(record)}: got {got.result!r}"
+    else:
+        raise AssertionError("the record was longer than the splits tried")
+
+
+def test_read_ahead_stops_at_its_limit_and_keeps_everything(ca: TLSTestCA) -> None:
+    """While waiting for something only a read brings (here: a ticket that never
+    comes), at most READ_AHEAD_LIMIT bytes of plaintext are kept, and the step then
+    asks for no more input until the application has taken some."""
+    server_ctx = ca.server_context(version="1.3")
+    server_ctx.num_tickets = 0  # no ticket ever: the client waits forever
+    client = TLSEngine(
+        ca.client_context(version="1.3"), server_side=False, server_hostname=SERVER_NAME
+    )
+    server = TLSEngine(server_ctx, server_side=True, server_hostname=None)
+    pump_handshake(client, server, chunk=100_000)
+    payload = bytes(range(256)) * (3 * READ_AHEAD_LIMIT // 256)
+    client.feed(server.write(payload).to_send)
+    for _ in range(100):
+        step = client.read_ahead_until(lambda: False)
+        if client.read_ahead_full:
+            break
+        assert not step.finished
+    assert client.read_ahead_full
+    step = client.read_ahead_until(lambda: False)
+    assert step.want_read and not step.finished, "wants input, which the driver withholds"
+    received = bytearray()
+    while len(received) < len(payload):
+        got = client.read(None)
+        assert got.result, "all of the payload is buffered somewhere"
+        received += got.result
+        assert len(received) <= len(payload)
+    assert received == payload

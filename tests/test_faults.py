@@ -17,7 +17,7 @@ import ssl
 import struct
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import Literal
+from typing import Literal, cast
 
 import pytest
 import trio
@@ -526,7 +526,7 @@ async def test_unwrap_returns_what_follows_close_notify_as_raw_bytes(
         with trio.fail_after(FAULT_TIMEOUT):
             transport, trailing = await stream.unwrap()
         assert transport is wrapped
-        assert stream.transport_stream is None
+        assert cast(object, stream.transport_stream) is None
         assert trailing == late
         await transport.aclose()
 

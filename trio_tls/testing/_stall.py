@@ -36,7 +36,8 @@ class StallReport:
 class _StepTimer(trio.abc.Instrument):
     def __init__(self, report: StallReport) -> None:
         self._report = report
-        self._started = 0.0
+        # The step that adds this instrument is already running: it counts from now.
+        self._started = time.perf_counter()
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
         self._started = time.perf_counter()

@@ -1,0 +1,382 @@
+"""Hostile peers: whatever the peer sends, deadlines fire on time and memory stays bounded.
+
+Each peer runs the stdlib's blocking :mod:`ssl` in a thread over a real loopback TCP
+connection, so it keeps flooding while our event loop runs (or fails to run): a peer in
+the same loop would stop sending whenever we stopped yielding and hide the stall. A
+flood never finishes the operation under test (session tickets when we wait for data,
+data when we wait for a ticket or a certificate), so only the deadline can end it.
+Every peer ends by itself: its socket has a timeout and each flood a size or time cap;
+closing our end makes its next send fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import socket
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+import pytest
+import trio
+
+from trio_tls import SSLStream
+from trio_tls._engine import READ_AHEAD_LIMIT
+from trio_tls.testing import SERVER_NAME, TLSTestCA, measure_stalls
+from trio_tls.testing._certs import TLSVersionName
+
+#: The deadline put around each operation under attack.
+DEADLINE = 0.3
+#: How late it may fire, and the longest any task may hold the event loop meanwhile.
+ON_TIME = 0.05
+#: A peer thread's bound on each blocking socket call, and on any flood.
+PEER_TIMEOUT = 10.0
+#: Data sent by a flooding peer that we later read back in full: well past the
+#: read-ahead limit and the loopback socket buffers together.
+FLOOD_SIZE = 4 * 1024 * 1024
+#: Session tickets sent in one burst: enough that handling them all takes longer than
+#: the deadline (several microseconds each), so a loop that never yields misses it.
+TICKETS = 60_000
+
+Behaviour = Callable[[socket.socket], None]
+
+
+def _pattern(size: int) -> bytes:
+    """Bytes in which a lost, repeated or reordered record cannot go unnoticed."""
+    return random.Random(size).randbytes(size)
+
+
+@pytest.fixture(scope="module")
+def hostile_ca() -> TLSTestCA:
+    return TLSTestCA()
+
+
+@asynccontextmanager
+async def thread_peer(behave: Behaviour) -> AsyncIterator[trio.SocketStream]:
+    """Our end of a loopback TCP connection whose other end runs ``behave`` in a thread."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(PEER_TIMEOUT)
+    port = listener.getsockname()[1]
+
+    def run() -> None:
+        with listener:
+            conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(PEER_TIMEOUT)
+            # Our side hanging up is how every flood ends: the peer's next send fails.
+            with contextlib.suppress(OSError):
+                behave(conn)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(trio.to_thread.run_sync, run))
+        sock = await trio.open_tcp_stream("127.0.0.1", port)
+        try:
+            yield sock
+        finally:
+            await trio.aclose_forcefully(sock)
+
+
+def _drain(tls: ssl.SSLSocket) -> None:
+    """Read until the other side closes, so that our close_notify is not answered by RST."""
+    while tls.recv(65536):
+        pass
+
+
+def _tls(conn: socket.socket, context: ssl.SSLContext, *, server_side: bool) -> ssl.SSLSocket:
+    hostname = None if server_side else SERVER_NAME
+    return context.wrap_socket(conn, server_side=server_side, server_hostname=hostname)
+
+
+def tickets_then_silence(context: ssl.SSLContext, count: int) -> Behaviour:
+    """A TLS 1.3 server that sends ``count`` NewSessionTickets and no data."""
+
+    def behave(conn: socket.socket) -> None:
+        context.num_tickets = count  # OpenSSL writes them all as the handshake ends
+        with _tls(conn, context, server_side=True) as tls:
+            _drain(tls)
+
+    return behave
+
+
+def send_then_listen(context: ssl.SSLContext, data: bytes, *, server_side: bool) -> Behaviour:
+    """Send ``data`` right after the handshake, then read until the end."""
+
+    def behave(conn: socket.socket) -> None:
+        with _tls(conn, context, server_side=server_side) as tls:
+            tls.sendall(data)
+            _drain(tls)
+
+    return behave
+
+
+def flood_until_hung_up(context: ssl.SSLContext, *, server_side: bool) -> Behaviour:
+    """Send data without pause (and never close_notify) until our side hangs up."""
+
+    def behave(conn: socket.socket) -> None:
+        chunk = bytes(64 * 1024)
+        give_up = time.monotonic() + PEER_TIMEOUT
+        with _tls(conn, context, server_side=server_side) as tls:
+            while time.monotonic() < give_up:
+                tls.sendall(chunk)
+
+    return behave
+
+
+def trickle(data: bytes) -> Iterator[bytes]:
+    """``data`` one byte at a time, each a separate TCP segment."""
+    for index in range(len(data)):
+        time.sleep(0.002)
+        yield data[index : index + 1]
+
+
+def trickling_server(context: ssl.SSLContext, *, after_handshake: bytes | None) -> Behaviour:
+    """A server whose flight (or, after a normal handshake, one record) arrives byte by byte.
+
+    Driven through memory BIOs, so that it controls exactly which bytes go out when.
+    """
+
+    def behave(conn: socket.socket) -> None:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = context.wrap_bio(incoming, outgoing, server_side=True)
+        send = conn.sendall if after_handshake is not None else None
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if outgoing.pending:
+                    flight = outgoing.read()
+                    if send is None:
+                        for piece in trickle(flight):
+                            conn.sendall(piece)
+                        return  # never finish: the client's deadline must end it
+                    send(flight)
+                incoming.write(conn.recv(65536))
+        if outgoing.pending:
+            conn.sendall(outgoing.read())
+        assert after_handshake is not None
+        obj.write(after_handshake)
+        for piece in trickle(outgoing.read()):
+            conn.sendall(piece)
+
+    return behave
+
+
+@contextlib.contextmanager
+def on_time(deadline: float = DEADLINE) -> Iterator[trio.CancelScope]:
+    """Run the block under ``move_on_after(deadline)``; fail if it overran or stalled."""
+    with measure_stalls() as stalls:
+        started = trio.current_time()
+        with trio.move_on_after(deadline) as scope:
+            yield scope
+        took = trio.current_time() - started
+    assert took < deadline + ON_TIME, f"the deadline fired {took - deadline:.3f} s late"
+    assert stalls.longest < ON_TIME, f"the event loop was held for {stalls.longest:.3f} s"
+
+
+async def _receive_exactly(stream: SSLStream[trio.SocketStream], size: int) -> bytes:
+    data = bytearray()
+    with trio.fail_after(PEER_TIMEOUT):
+        while len(data) < size:
+            chunk = await stream.receive_some()
+            assert chunk, f"EOF after {len(data)} of {size} bytes"
+            data += chunk
+    return bytes(data)
+
+
+def _held_plaintext(stream: SSLStream[trio.SocketStream]) -> int:
+    # White-box on purpose: the bound is a promise about memory, which the public
+    # API cannot observe.
+    return len(stream._engine._plain)
+
+
+def _client(
+    sock: trio.SocketStream, ca: TLSTestCA, version: TLSVersionName
+) -> SSLStream[trio.SocketStream]:
+    return SSLStream(sock, ca.client_context(version=version), server_hostname=SERVER_NAME)
+
+
+# -- receive_some ---------------------------------------------------------------------------
+
+
+async def test_receive_some_keeps_its_deadline_during_a_ticket_flood(hostile_ca: TLSTestCA) -> None:
+    server_ctx = hostile_ca.server_context(version="1.3")
+    async with thread_peer(tickets_then_silence(server_ctx, TICKETS)) as sock:
+        stream = _client(sock, hostile_ca, "1.3")
+        await stream.do_handshake()
+        with on_time() as scope:
+            await stream.receive_some()
+        assert scope.cancelled_caught, "no data was sent, so only the deadline ends the read"
+        await trio.aclose_forcefully(stream)
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"], ids=["tls12", "tls13"])
+async def test_receive_some_keeps_its_deadline_while_a_record_trickles_in(
+    hostile_ca: TLSTestCA, version: TLSVersionName
+) -> None:
+    record = _pattern(16 * 1024)
+    behave = trickling_server(hostile_ca.server_context(version=version), after_handshake=record)
+    async with thread_peer(behave) as sock:
+        stream = _client(sock, hostile_ca, version)
+        await stream.do_handshake()
+        with on_time() as scope:
+            await stream.receive_some()
+        assert scope.cancelled_caught
+        await trio.aclose_forcefully(stream)
+
+
+# -- the handshake --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"], ids=["tls12", "tls13"])
+async def test_handshake_keeps_its_deadline_while_the_server_trickles(
+    hostile_ca: TLSTestCA, version: TLSVersionName
+) -> None:
+    behave = trickling_server(hostile_ca.server_context(version=version), after_handshake=None)
+    async with thread_peer(behave) as sock:
+        stream = _client(sock, hostile_ca, version)
+        with on_time() as scope:
+            await stream.do_handshake()
+        assert scope.cancelled_caught
+        with pytest.raises(trio.BrokenResourceError):
+            await stream.send_all(b"x")  # a cancelled handshake leaves the stream broken
+        await trio.aclose_forcefully(stream)
+
+
+# -- waiting for a ticket or a certificate, while data floods in ----------------------------
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"], ids=["tls12", "tls13"])
+async def test_resumable_session_under_a_data_flood(
+    hostile_ca: TLSTestCA, version: TLSVersionName
+) -> None:
+    server_ctx = hostile_ca.server_context(version=version)
+    server_ctx.num_tickets = 0  # TLS 1.3: no ticket ever comes, only data
+    payload = _pattern(FLOOD_SIZE)
+    async with thread_peer(send_then_listen(server_ctx, payload, server_side=True)) as sock:
+        stream = _client(sock, hostile_ca, version)
+        await stream.do_handshake()
+        with on_time() as scope:
+            session = await stream.resumable_session()
+        if version == "1.3":
+            assert scope.cancelled_caught, "no ticket was sent"
+        else:
+            assert not scope.cancelled_caught, "a TLS 1.2 session is resumable at once"
+            assert session is not None
+        assert _held_plaintext(stream) <= READ_AHEAD_LIMIT
+        # Nothing read ahead is lost: every byte comes out of receive_some, in order.
+        assert await _receive_exactly(stream, len(payload)) == payload
+        await stream.aclose()
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"], ids=["tls12", "tls13"])
+async def test_verify_client_post_handshake_under_a_data_flood(
+    hostile_ca: TLSTestCA, version: TLSVersionName
+) -> None:
+    client_ctx = hostile_ca.client_context(version=version, with_client_cert=True)
+    client_ctx.post_handshake_auth = True
+    server_ctx = hostile_ca.server_context(version=version)
+    hostile_ca.ca.configure_trust(server_ctx)
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    server_ctx.post_handshake_auth = True
+    payload = _pattern(FLOOD_SIZE)
+    # The client never reads, so it never answers the CertificateRequest: it floods.
+    async with thread_peer(send_then_listen(client_ctx, payload, server_side=False)) as sock:
+        stream = SSLStream(sock, server_ctx, server_side=True)
+        await stream.do_handshake()
+        if version == "1.2":
+            with pytest.raises(ValueError, match=r"needs TLS 1\.3"):
+                await stream.verify_client_post_handshake()
+        else:
+            with on_time() as scope:
+                await stream.verify_client_post_handshake()
+            assert scope.cancelled_caught
+            assert _held_plaintext(stream) <= READ_AHEAD_LIMIT
+        assert await _receive_exactly(stream, len(payload)) == payload
+        await trio.aclose_forcefully(stream)
+
+
+# -- closing while the peer floods ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"], ids=["tls12", "tls13"])
+async def test_aclose_keeps_close_timeout_during_a_flood(
+    hostile_ca: TLSTestCA, version: TLSVersionName
+) -> None:
+    behave = flood_until_hung_up(hostile_ca.server_context(version=version), server_side=True)
+    async with thread_peer(behave) as sock:
+        stream = SSLStream(
+            sock,
+            hostile_ca.client_context(version=version),
+            server_hostname=SERVER_NAME,
+            close_timeout=DEADLINE,
+        )
+        await stream.do_handshake()
+        # close_timeout is the deadline here: the outer scope must not be needed.
+        with on_time(DEADLINE + ON_TIME) as scope:
+            await stream.aclose()
+        assert not scope.cancelled_caught
+        assert sock.socket.fileno() == -1
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"], ids=["tls12", "tls13"])
+async def test_unwrap_keeps_its_deadline_during_a_flood(
+    hostile_ca: TLSTestCA, version: TLSVersionName
+) -> None:
+    behave = flood_until_hung_up(hostile_ca.server_context(version=version), server_side=True)
+    async with thread_peer(behave) as sock:
+        stream = _client(sock, hostile_ca, version)
+        await stream.do_handshake()
+        with on_time(), pytest.raises(trio.BrokenResourceError) as caught:
+            # OpenSSL refuses data that follows our close_notify: the flood ends
+            # unwrap() with an error as soon as it is read.
+            await stream.unwrap()
+        assert isinstance(caught.value.__cause__, ssl.SSLError)
+        with pytest.raises(trio.BrokenResourceError):
+            await stream.receive_some()
+        await trio.aclose_forcefully(stream)
+
+
+# -- a cancelled send_all that put bytes on the wire ----------------------------------------
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"], ids=["tls12", "tls13"])
+async def test_send_all_cancelled_mid_message_breaks_the_stream(
+    hostile_ca: TLSTestCA, version: TLSVersionName
+) -> None:
+    """A cancellation between two chunks of a large send_all: the peer has a truncated
+    message, so nothing may follow it, not even a clean close_notify."""
+    server_ctx = hostile_ca.server_context(version=version)
+    counted: list[int] = []
+
+    def count_until_eof(conn: socket.socket) -> None:
+        with _tls(conn, server_ctx, server_side=True) as tls:
+            total = 0
+            with contextlib.suppress(ssl.SSLError):  # our side ends without close_notify
+                while data := tls.recv(1 << 20):
+                    total += len(data)
+            counted.append(total)
+
+    warm_up = 4 * 1024 * 1024
+    async with thread_peer(count_until_eof) as sock:
+        stream = _client(sock, hostile_ca, version)
+        await stream.send_all(bytes(warm_up))  # lets the kernel grow the socket buffers
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                # Scheduled before send_all runs, so it cancels at send_all's first yield.
+                nursery.start_soon(lambda: _cancel(scope))
+                await stream.send_all(b"A" * 2**20)
+        assert scope.cancelled_caught
+        with pytest.raises(trio.BrokenResourceError):
+            await stream.send_all(b"TAIL")
+        await stream.aclose()
+    sent = counted[0] - warm_up
+    assert 0 <= sent < 2**20, "the message was cut short, and nothing came after it"
+
+
+async def _cancel(scope: trio.CancelScope) -> None:
+    scope.cancel()
+    await trio.lowlevel.checkpoint()
