@@ -100,6 +100,20 @@ class HandDrivenPeer:
                 await self.flush()
                 return data
 
+    async def how_it_ended(self) -> Literal["close_notify", "eof"]:
+        """Read to the end of the TLS stream and say how it ended."""
+        for _ in range(10_000):
+            try:
+                if not self.obj.read(65536):
+                    return "close_notify"
+            except ssl.SSLWantReadError:
+                await self._feed()
+            except ssl.SSLZeroReturnError:
+                return "close_notify"
+            except ssl.SSLEOFError:
+                return "eof"
+        raise AssertionError("the connection did not end")
+
     def encrypt(self, data: bytes) -> bytes:
         """Records for ``data``, returned instead of sent."""
         self.obj.write(data)
@@ -384,6 +398,20 @@ async def test_peer_never_answers_close_notify_with_close_timeout(fault_ca: TLST
             await stream.aclose()
         assert trio.current_time() - started >= 0.25
         _assert_transport_closed(stream)
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"], ids=["tls12", "tls13"])
+async def test_close_timeout_zero_still_sends_close_notify(
+    fault_ca: TLSTestCA, version: TLSVersionName
+) -> None:
+    """close_timeout=0: wait for no reply, but still say goodbye. Expected: the peer
+    reads close_notify, not an unexpected EOF."""
+    async with connected(fault_ca, version=version, close_timeout=0) as (stream, peer):
+        with trio.fail_after(0.5):
+            await stream.aclose()
+        _assert_transport_closed(stream)
+        with trio.fail_after(FAULT_TIMEOUT):
+            assert await peer.how_it_ended() == "close_notify"
 
 
 async def test_peer_answers_close_notify_within_close_timeout(fault_ca: TLSTestCA) -> None:
