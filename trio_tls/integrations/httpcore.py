@@ -24,8 +24,9 @@ empty ``trio.BrokenResourceError``; the original is still ``__cause__``.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, TypeAlias, final
 
 import trio
@@ -176,13 +177,8 @@ class TrioTLSBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[SocketOption] | None = None,
     ) -> TrioTLSNetworkStream:
         # trio.open_tcp_stream already sets TCP_NODELAY, as httpcore expects.
-        with (
-            _mapped(httpcore.ConnectTimeout, httpcore.ConnectError),
-            trio.fail_after(_seconds(timeout)),
-        ):
-            stream = await trio.open_tcp_stream(host, port, local_address=local_address)
-            _set_options(stream, socket_options)
-        return TrioTLSNetworkStream(stream)
+        opening = partial(trio.open_tcp_stream, host, port, local_address=local_address)
+        return await _connected(opening, timeout, socket_options)
 
     async def connect_unix_socket(
         self,
@@ -190,16 +186,25 @@ class TrioTLSBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> TrioTLSNetworkStream:
-        with (
-            _mapped(httpcore.ConnectTimeout, httpcore.ConnectError),
-            trio.fail_after(_seconds(timeout)),
-        ):
-            stream = await trio.open_unix_socket(path)
-            _set_options(stream, socket_options)
-        return TrioTLSNetworkStream(stream)
+        return await _connected(partial(trio.open_unix_socket, path), timeout, socket_options)
 
     async def sleep(self, seconds: float) -> None:
         await trio.sleep(seconds)
+
+
+async def _connected(
+    opening: Callable[[], Awaitable[trio.SocketStream]],
+    timeout: float | None,
+    options: Iterable[SocketOption] | None,
+) -> TrioTLSNetworkStream:
+    """Await a connection attempt under httpcore's timeout and errors; set its options."""
+    with (
+        _mapped(httpcore.ConnectTimeout, httpcore.ConnectError),
+        trio.fail_after(_seconds(timeout)),
+    ):
+        stream = await opening()
+        _set_options(stream, options)
+    return TrioTLSNetworkStream(stream)
 
 
 def _set_options(stream: trio.SocketStream, options: Iterable[SocketOption] | None) -> None:
