@@ -33,6 +33,10 @@ from .helpers.tls import TLS13
 
 ALPN = ["h2", "http/1.1"]
 
+#: Generous, so that only the timeout a test shortens on purpose can expire.
+SECONDS = 10.0
+TIMEOUT = httpx.Timeout(SECONDS)
+
 
 @asynccontextmanager
 async def http_server(ca: TLSTestCA, alpn: list[str] = ALPN) -> AsyncIterator[str]:
@@ -43,7 +47,7 @@ async def http_server(ca: TLSTestCA, alpn: list[str] = ALPN) -> AsyncIterator[st
         yield f"https://127.0.0.1:{server.port}"
 
 
-def client(ca: TLSTestCA, *, http2: bool, timeout: float = 10.0) -> httpx.AsyncClient:
+def client(ca: TLSTestCA, *, http2: bool, timeout: httpx.Timeout = TIMEOUT) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=TrioTLSTransport(verify=ca.client_context(), http2=http2), timeout=timeout
     )
@@ -175,7 +179,7 @@ async def test_silent_server_is_a_connect_timeout(ca: TLSTestCA) -> None:
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(partial(trio.serve_tcp, _hold_open, 0, host="127.0.0.1"))
         port = listeners[0].socket.getsockname()[1]
-        async with client(ca, http2=False, timeout=0.3) as http:
+        async with client(ca, http2=False, timeout=httpx.Timeout(SECONDS, connect=0.3)) as http:
             with pytest.raises(httpx.ConnectTimeout):
                 await http.get(f"https://127.0.0.1:{port}/")
         nursery.cancel_scope.cancel()
@@ -210,7 +214,8 @@ async def _handshake_then_garbage(stream: Stream) -> None:
 async def test_read_failures(ca: TLSTestCA, handler: Handler, error: type[Exception]) -> None:
     async with (
         open_tls_test_server(handler, ca=ca) as server,
-        client(ca, http2=False, timeout=0.5) as http,
+        # Only the read is short: a slow handshake on a busy machine stays a success.
+        client(ca, http2=False, timeout=httpx.Timeout(SECONDS, read=0.5)) as http,
     ):
         with pytest.raises(error) as caught:
             await http.get(f"https://127.0.0.1:{server.port}/")
