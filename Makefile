@@ -16,6 +16,8 @@ $(VENV)/.stamp-base: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e .
 	touch $@
 
+# dev includes test, which includes the integrations' extras (httpx, trio-websocket)
+# and h2: their tests and mypy need the real packages.
 $(VENV)/.stamp-dev: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
