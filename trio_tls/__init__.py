@@ -9,8 +9,8 @@ from ._listener import open_ssl_over_tcp_listeners as open_ssl_over_tcp_listener
 from ._listener import open_ssl_over_tcp_stream as open_ssl_over_tcp_stream
 from ._listener import serve_ssl_over_tcp as serve_ssl_over_tcp
 from ._sni import select_context_by_sni as select_context_by_sni
+from ._statistics import TLSStatistics as TLSStatistics
 from ._stream import SSLStream as SSLStream
-from ._stream import TLSStatistics as TLSStatistics
 from ._version import __version__ as __version__
 
 __all__ = [

@@ -11,7 +11,8 @@ import trio
 
 from . import _cli_output as out
 from ._listener import SSLListener
-from ._stream import SSLStream, TLSStatistics
+from ._statistics import TLSStatistics
+from ._stream import SSLStream
 
 #: close_notify is a courtesy; never let a peer that does not read hold us up.
 CLOSE_TIMEOUT = 1.0

@@ -35,6 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import idna
+
 T = TypeVar("T")
 
 #: Upper bound on one read's buffer when the caller gives no ``max_bytes``. Reads are
@@ -54,6 +56,19 @@ READ_AHEAD_LIMIT = 256 * 1024
 # The largest TLS record on the wire: 16 KiB of plaintext, up to 256 bytes of
 # expansion and the 5-byte header. OpenSSL holds at most one partial record.
 _MAX_RECORD = 16 * 1024 + 256 + 5
+
+
+def encode_hostname(hostname: str | bytes | None) -> str | None:
+    """IDNA 2008 (UTS 46) like trio, which avoids the stdlib's IDNA 2003 (bpo-17305)."""
+    if hostname is None:
+        return None
+    if isinstance(hostname, bytes):
+        return hostname.decode("ascii")
+    try:
+        hostname.encode("ascii")
+    except UnicodeEncodeError:
+        return idna.encode(hostname, uts46=True).decode("ascii")
+    return hostname
 
 
 def _is_eof(exc: BaseException | None) -> bool:
@@ -99,8 +114,9 @@ class TLSEngine:
     NewSessionTicket messages in the same call that completes the handshake. Sent at
     once, they can deadlock a zero-buffer transport against a client that is already
     writing (openssl/openssl#7948). So a TLS 1.3 server engine holds them back in
-    :attr:`delayed` and the driver prepends them to the next thing it sends, or flushes
-    them early when it can do so without blocking.
+    :attr:`delayed` and puts them in front of the next ciphertext any step produces;
+    a driver that closes without sending anything else takes them with
+    :meth:`take_delayed`.
     """
 
     __slots__ = (
@@ -187,8 +203,17 @@ class TLSEngine:
         return self._in.read()
 
     def take_delayed(self) -> bytes:
+        """The held-back tickets, for a driver about to close without another send."""
         data, self.delayed = self.delayed, b""
         return data
+
+    def is_ragged_eof(self, exc: BaseException | None) -> bool:
+        """Whether a failure means the transport ended without close_notify.
+
+        Besides :func:`_is_eof`: an EOF in the middle of the handshake sometimes
+        surfaces as ``SSLSyscallError`` instead.
+        """
+        return _is_eof(exc) or (not self.handshook and isinstance(exc, ssl.SSLSyscallError))
 
     # -- steps --------------------------------------------------------------------------
 
@@ -197,6 +222,9 @@ class TLSEngine:
         data = self._out.read() if self._out.pending else b""
         if self._pending_out:
             data, self._pending_out = self._pending_out + data, b""
+        if self.delayed and data:
+            # Held-back tickets go out in front of whatever is sent next.
+            data, self.delayed = self.delayed + data, b""
         return data
 
     def _failed(self, exc: ssl.SSLError | ssl.CertificateError) -> Step[T]:
@@ -222,10 +250,14 @@ class TLSEngine:
     def request_client_certificate(self) -> None:
         """TLS 1.3 post-handshake auth: queue a CertificateRequest.
 
-        Raises ``ssl.SSLError`` at once if the client did not offer post-handshake
-        authentication. A following :meth:`handshake` step puts the request on the
+        Raises ``ValueError`` on a connection that is not TLS 1.3 (earlier versions
+        have no post-handshake authentication), and ``ssl.SSLError`` if the client
+        did not offer it. A following :meth:`handshake` step puts the request on the
         wire (``SSL_do_handshake`` flushes it); the client answers while reading.
         """
+        version = self.obj.version()
+        if version != "TLSv1.3":
+            raise ValueError(f"post-handshake authentication needs TLS 1.3, not {version}")
         self.obj.verify_client_post_handshake()
 
     def has_resumable_session(self) -> bool:
