@@ -307,6 +307,8 @@ def test_demo(flag: str, version: str) -> None:
         for value in rows[label]:
             wire = int(re.fullmatch(r".* \(([\d,]+) B\)", value)[1].replace(",", ""))  # type: ignore[index]
             assert 65_536 < wire < 70_000
+    # Counted after closing: each side received exactly what the other sent, close_notify included.
+    assert rows["wire sent"] == rows["wire received"][::-1]
     assert "echoed 65,536 bytes intact" in result.stdout
 
 
