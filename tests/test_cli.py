@@ -30,11 +30,12 @@ from pathlib import Path
 import pytest
 import trio
 import trustme
+from cryptography.hazmat.primitives import serialization
 
 import trio_tls
 from trio_tls import _cli
+from trio_tls._cli_args import target as parse_address
 from trio_tls._cli_certs import parse_der
-from trio_tls._cli_connect import parse_address
 from trio_tls._cli_output import span
 
 #: Generous for one CLI run on a loaded 2-core machine; a run takes ~0.5 s.
@@ -209,16 +210,87 @@ def free_port() -> int:
         ("example.org", ("example.org", 443)),
         ("[::1]:4433", ("::1", 4433)),
         ("::1", ("::1", 443)),
+        ("[::1]", ("::1", 443)),
+        # Pasted from a browser or curl: the scheme says TLS, the path is not used.
+        ("https://localhost:8443/", ("localhost", 8443)),
+        ("https://Example.ORG/a/b?c=d#e", ("example.org", 443)),
+        ("https://[::1]:8443/x", ("::1", 8443)),
+        ("münchen.example:443", ("münchen.example", 443)),
     ],
 )
 def test_parse_address(text: str, expected: tuple[str, int]) -> None:
     assert parse_address(text) == expected
 
 
-@pytest.mark.parametrize("text", ["example.org:http", ":443", "example.org:70000"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "example.org:http",
+        ":443",
+        "example.org:70000",
+        "example.org:0",
+        "example.org:+5",
+        "garbage:::",
+        "[::1]x",
+        "[example.org]:443",
+        "bad name!",
+        "http://example.org/",
+        "https://user@example.org/",
+        "https://[::1/",
+        "https://example.org:99999/",
+    ],
+)
 def test_parse_address_rejects(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match=re.escape(repr(text))):
         parse_address(text)
+
+
+def test_ipv6_addresses_are_printed_in_brackets() -> None:
+    assert str(parse_address("[::1]:8443")) == "[::1]:8443"
+    assert str(parse_address("https://[::1]/")) == "[::1]:443"
+    assert str(parse_address("localhost:8443")) == "localhost:8443"
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[object, str]:
+    """Run the CLI in this process up to its exit status; return it and stderr."""
+    try:
+        status: object = _cli.main(list(argv))
+    except SystemExit as exc:  # argparse's own usage errors
+        status = exc.code
+    return status, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["connect", "x:1", "--timeout", "-1"], "argument --timeout: must be more than 0 seconds"),
+        (["connect", "x:1", "--timeout", "0"], "argument --timeout: must be more than 0 seconds"),
+        (["connect", "x:1", "--timeout", "nan"], "argument --timeout: must be a finite number"),
+        (["connect", "x:1", "--timeout", "soon"], "argument --timeout: not a number of seconds"),
+        (["connect", "x:1", "--wait", "-1"], "argument --wait: must be 0 seconds or more"),
+        (["connect", "x:1", "--wait", "inf"], "argument --wait: must be a finite number"),
+        (["serve", "--timeout", "-1"], "argument --timeout: must be more than 0 seconds"),
+        (["serve", "--port", "70000"], "argument --port: must be a port from 0 to 65535"),
+        (["serve", "--port", "-5"], "argument --port: must be a port from 0 to 65535"),
+        (["serve", "--max-connections", "0"], "argument --max-connections: must be a whole"),
+        (["serve", "--host", "no such host"], "argument --host: 'no such host' is not a host"),
+        (["connect", "garbage:::"], "argument HOST:PORT: bad address 'garbage:::'"),
+        (["connect", "x:1", "--servername", ""], "argument --servername: empty"),
+        (["connect", "x:1", "--alpn", "h2," + "a" * 300], "is 300 bytes long; ALPN allows 1"),
+        (["serve", "--alpn", "h2,é"], "argument --alpn: protocol 'é' is not ASCII"),
+        (["serve", "--trustme", "bad name!"], "argument --trustme: 'bad name!' is not a host"),
+        (["connect", "x:1", "--key", "k.pem"], "trio-tls connect: error: --key needs --cert"),
+        (["serve", "--key", "k.pem"], "trio-tls serve: error: --key needs --cert"),
+    ],
+)
+def test_bad_values_are_usage_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, err = run_main(capsys, *argv)
+    assert status == 2
+    assert message in err
+    assert err.endswith("\n")
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize(
@@ -280,9 +352,119 @@ def test_bench_missing(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFi
     assert "no benchmark module (trio_tls._bench)" in capsys.readouterr().err
 
 
-def test_connect_key_needs_cert(capsys: pytest.CaptureFixture[str]) -> None:
-    assert _cli.main(["connect", "localhost:1", "--key", "k.pem"]) == 2
-    assert "--key needs --cert" in capsys.readouterr().err
+# --- certificate files: which option, which file, what is wrong ------------------------
+
+
+@pytest.fixture(scope="module")
+def pems(issuer: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Files that are wrong in one way each, by name."""
+    root = tmp_path_factory.mktemp("bad-pem")
+    leaf = issuer.issue_cert("client@example.org")
+    other = issuer.issue_cert("other@example.org")
+    key = serialization.load_pem_private_key(leaf.private_key_pem.bytes(), password=None)
+    contents = {
+        "cert_only": leaf.cert_chain_pems[0].bytes(),
+        "key_only": leaf.private_key_pem.bytes(),
+        "other_key": other.private_key_pem.bytes(),
+        "encrypted_key": key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        ),
+        "der": ssl.PEM_cert_to_DER_cert(leaf.cert_chain_pems[0].bytes().decode()),
+        "notes": b"not a certificate\n",
+    }
+    paths = {}
+    for name, data in contents.items():
+        (root / f"{name}.pem").write_bytes(data)
+        paths[name] = str(root / f"{name}.pem")
+    paths["missing"] = str(root / "missing.pem")
+    paths["directory"] = str(root)
+    return paths
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        pytest.param(
+            [("--cafile", "missing")], "--cafile {missing}: no such file", id="cafile-missing"
+        ),
+        pytest.param(
+            [("--cafile", "directory")],
+            "--cafile {directory}: a directory, not a PEM file",
+            id="cafile-directory",
+        ),
+        pytest.param([("--cafile", "notes")], "--cafile {notes}: not PEM;", id="cafile-text"),
+        pytest.param([("--cafile", "der")], "--cafile {der}: binary (DER?);", id="cafile-der"),
+        pytest.param(
+            [("--cafile", "key_only")],
+            "--cafile {key_only}: no certificate in the file (it holds: ",
+            id="cafile-key",
+        ),
+        pytest.param(
+            [("--cert", "cert_only")],
+            "--cert {cert_only}: no private key in the file; give it with --key",
+            id="cert-without-key",
+        ),
+        pytest.param(
+            [("--cert", "cert_only"), ("--key", "other_key")],
+            "--key {other_key}: the private key does not match the certificate"
+            " in --cert {cert_only}",
+            id="key-mismatch",
+        ),
+        pytest.param(
+            [("--cert", "cert_only"), ("--key", "cert_only")],
+            "--key {cert_only}: no private key in the file",
+            id="key-is-a-cert",
+        ),
+        pytest.param(
+            [("--cert", "cert_only"), ("--key", "encrypted_key")],
+            "--key {encrypted_key}: the private key is encrypted",
+            id="key-encrypted",
+        ),
+        pytest.param(
+            [("--cert", "key_only")],
+            "--cert {key_only}: no certificate in the file",
+            id="cert-is-a-key",
+        ),
+        pytest.param([("--cert", "missing")], "--cert {missing}: no such file", id="cert-missing"),
+    ],
+)
+@pytest.mark.parametrize("command", ["connect", "serve"])
+def test_certificate_files_are_checked(
+    command: str,
+    options: list[tuple[str, str]],
+    message: str,
+    pems: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if command == "serve":  # the server's option for the same check
+        options = [(o.replace("--cafile", "--client-ca"), name) for o, name in options]
+        message = message.replace("--cafile", "--client-ca")
+    argv = [command, *(["127.0.0.1:1"] if command == "connect" else ["--port", "0"])]
+    for option, name in options:
+        argv += [option, pems[name]]
+    status, err = run_main(capsys, *argv)
+    assert status == 2
+    assert err.startswith(f"trio-tls {command}: error: {message.format_map(pems)}")
+    assert err.count("\n") == 1
+
+
+def test_serve_ca_out_must_be_writable(
+    pems: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = Path(pems["missing"]) / "ca.pem"  # in a directory that does not exist
+    status, err = run_main(capsys, "serve", "--port", "0", "--ca-out", str(target))
+    assert status == 2
+    assert err.startswith(f"trio-tls serve: error: --ca-out {target}: cannot write it: ")
+
+
+def test_serve_ca_out_needs_trustme(files: Files, capsys: pytest.CaptureFixture[str]) -> None:
+    status, err = run_main(
+        capsys, "serve", "--port", "0", "--cert", str(files.server), "--ca-out", "ca.pem"
+    )
+    assert status == 2
+    assert "--ca-out writes the CA of a --trustme certificate" in err
 
 
 # --- demo ---------------------------------------------------------------------
@@ -394,6 +576,21 @@ def test_connect_with_client_certificate(flag: str, version: str, files: Files) 
     else:
         expected = "the server refused the handshake"
     assert expected in without.stderr
+
+
+def test_connect_takes_a_url(files: Files) -> None:
+    with s_server("-cert", str(files.server)) as server:
+        url = f"https://localhost:{port_of(server)}/index.html"
+        result = run_cli("connect", url, "--cafile", str(files.ca), *WAIT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"connected to localhost:{port_of(server)} (server name")
+
+
+def test_connect_writes_ipv6_addresses_in_brackets() -> None:
+    port = free_port()  # nobody listens there on ::1 either, or the reason differs
+    result = run_cli("connect", f"[::1]:{port}", "--timeout", "5")
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"trio-tls: connect [::1]:{port}: ")
 
 
 def test_connect_alpn_mismatch(files: Files) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 from . import _cli_connect, _cli_demo, _cli_serve
 from . import _cli_output as out
+from ._cli_failure import UsageError
 from ._version import __version__
 
 _DESCRIPTION = (
@@ -36,7 +37,9 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trio-tls", description=_DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"trio_tls {__version__}")
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(
+        title="commands", metavar="COMMAND", dest="command", required=True
+    )
     for name, (summary, configure) in _COMMANDS.items():
         configure(commands.add_parser(name, help=summary, description=summary + "."))
     # Listed for --help only: main() hands "bench ..." to trio_tls._bench before parsing.
@@ -56,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int] = namespace.run
     try:
         return run(namespace)
+    except UsageError as exc:
+        # The same form as argparse's own usage errors, and the same status.
+        sys.stderr.write(f"trio-tls {namespace.command}: error: {exc}\n")
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

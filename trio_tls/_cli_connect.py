@@ -18,11 +18,14 @@ from dataclasses import dataclass
 
 import trio
 
+from . import _cli_args as types
 from . import _cli_connect_report as report
 from . import _cli_output as out
+from ._cli_args import Address
 from ._cli_certs import CertInfo, parse_chain
 from ._cli_failure import (
     Failure,
+    UsageError,
     explain,
     explain_verification,
     ssl_reason,
@@ -33,7 +36,6 @@ from ._cli_tls import (
     add_version_flags,
     client_context,
     close_quietly,
-    parse_alpn,
     summarize,
 )
 from ._stream import SSLStream
@@ -46,8 +48,7 @@ Stream = SSLStream[trio.SocketStream]
 
 @dataclass(frozen=True)
 class ConnectOptions:
-    host: str
-    port: int
+    address: Address
     servername: str | None
     alpn: tuple[str, ...]
     cafile: str | None
@@ -62,18 +63,24 @@ class ConnectOptions:
     reconnect: bool
 
     @property
+    def host(self) -> str:
+        return self.address.host
+
+    @property
+    def port(self) -> int:
+        return self.address.port
+
+    @property
     def expected_name(self) -> str:
         """The name sent as SNI and checked against the certificate."""
         return self.servername or self.host
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ConnectOptions:
-        host, port = args.address
         return cls(
-            host=host,
-            port=port,
+            address=args.address,
             servername=args.servername,
-            alpn=tuple(parse_alpn(args.alpn)),
+            alpn=args.alpn or (),
             cafile=args.cafile,
             cert=args.cert,
             key=args.key,
@@ -105,19 +112,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "address",
         metavar="HOST:PORT",
-        type=parse_address,
-        help="server to connect to (port 443 if omitted; [::1]:443 for IPv6)",
+        type=types.target,
+        help="server to connect to: HOST:PORT, [IPv6]:PORT or an https:// URL"
+        " (port 443 if omitted; a URL's path is not used)",
     )
     parser.add_argument(
-        "--servername", metavar="NAME", help="name to send as SNI and to verify (default: HOST)"
+        "--servername",
+        metavar="NAME",
+        type=types.server_name,
+        help="name to send as SNI and to verify (default: HOST)",
     )
     parser.add_argument(
-        "--alpn", metavar="LIST", help="ALPN protocols to offer, comma separated, e.g. h2,http/1.1"
+        "--alpn",
+        metavar="LIST",
+        type=types.alpn,
+        help="ALPN protocols to offer, comma separated, e.g. h2,http/1.1",
     )
     parser.add_argument(
         "--cafile",
         metavar="FILE",
-        help="trust the CA certificates in FILE (PEM) instead of the system store",
+        help="also trust the CA certificates in FILE (PEM), besides the system's",
     )
     parser.add_argument("--cert", metavar="FILE", help="client certificate chain (PEM)")
     parser.add_argument(
@@ -144,40 +158,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=types.seconds,
         default=10.0,
         metavar="SECONDS",
         help="give up on the TCP connect and handshake after this long (default 10)",
     )
     parser.add_argument(
         "--wait",
-        type=float,
+        type=types.seconds_or_zero,
         default=0.5,
         metavar="SECONDS",
         help="after the handshake (after the reply, with --send), read until the server"
         " is quiet this long (default 0.5)",
     )
     parser.set_defaults(run=run)
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """``host:port``, ``[v6]:port``, or a bare host meaning port 443."""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest.removeprefix(":")
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-    else:  # a host name, or a bare IPv6 address
-        host, port_text = text, ""
-    if not host:
-        raise argparse.ArgumentTypeError(f"no host in {text!r}")
-    try:
-        port = int(port_text or "443")
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad port in {text!r}") from None
-    if not 0 < port < 65536:
-        raise argparse.ArgumentTypeError(f"port out of range in {text!r}")
-    return host, port
 
 
 def unescape(text: str) -> str:
@@ -188,10 +182,11 @@ def unescape(text: str) -> str:
 def run(args: argparse.Namespace) -> int:
     opts = ConnectOptions.from_args(args)
     if opts.key is not None and opts.cert is None:
-        out.fail("--key needs --cert")
-        return 2
+        raise UsageError("--key needs --cert")
+    # Made here, before any connection, so that a bad file is a usage error.
+    ctx = _context(opts, insecure=opts.insecure)
     try:
-        outcome = trio.run(connect, opts)
+        outcome = trio.run(connect, opts, ctx)
     except Failure as failure:
         report.failure(opts, str(failure))
         return 1
@@ -207,9 +202,8 @@ class CertificateRefused(Exception):
         self.error = error
 
 
-async def connect(opts: ConnectOptions) -> Outcome:
+async def connect(opts: ConnectOptions, ctx: ssl.SSLContext) -> Outcome:
     """Connect once, or twice with ``--reconnect``; the last outcome is reported."""
-    ctx = _context(opts, insecure=opts.insecure)
     try:
         outcome, session = await attempt(opts, ctx)
         if opts.reconnect:
@@ -223,17 +217,14 @@ async def connect(opts: ConnectOptions) -> Outcome:
 
 
 def _context(opts: ConnectOptions, *, insecure: bool) -> ssl.SSLContext:
-    try:
-        return client_context(
-            cafile=opts.cafile,
-            cert=opts.cert,
-            key=opts.key,
-            version=opts.tls_version,
-            alpn=list(opts.alpn),
-            insecure=insecure,
-        )
-    except (OSError, ValueError) as exc:
-        raise Failure(f"cannot load the certificates: {exc}") from exc
+    return client_context(
+        cafile=opts.cafile,
+        cert=opts.cert,
+        key=opts.key,
+        version=opts.tls_version,
+        alpn=opts.alpn,
+        insecure=insecure,
+    )
 
 
 async def attempt(
@@ -349,6 +340,6 @@ async def _explain_refused(opts: ConnectOptions, err: ssl.SSLCertVerificationErr
         with trio.fail_after(opts.timeout):
             outcome, _ = await attempt(opts, _context(opts, insecure=True))
         chain = outcome.chain
-    except (Failure, CertificateRefused, trio.TooSlowError):
+    except (Failure, CertificateRefused, UsageError, trio.TooSlowError):
         pass  # explain from OpenSSL's message alone
     return explain_verification(err, chain, opts.expected_name, out.now())

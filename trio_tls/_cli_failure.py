@@ -79,6 +79,14 @@ class Failure(Exception):
     """A command failed for a reason the user caused or can fix; ``str()`` says it."""
 
 
+class UsageError(Exception):
+    """The command line asks for something that cannot be done (exit status 2).
+
+    ``str()`` names the option and what is wrong with its value, as argparse does
+    for the errors it can see itself.
+    """
+
+
 def causes(exc: BaseException) -> Iterator[BaseException]:
     """*exc*, then what it was raised from, flattening exception groups.
 

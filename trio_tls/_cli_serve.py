@@ -25,14 +25,16 @@ from typing import Literal
 import trio
 import trustme
 
+from . import _cli_args as types
 from . import _cli_output as out
+from ._cli_args import Address
 from ._cli_certs import parse_der
-from ._cli_failure import explain
+from ._cli_failure import UsageError, explain
+from ._cli_loading import identity, trust
 from ._cli_tls import (
     add_version_flags,
     bound_address,
     close_quietly,
-    parse_alpn,
     pin_version,
     summarize,
 )
@@ -67,7 +69,7 @@ class ServeOptions:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
         mode: Literal["echo", "http"] = "http" if args.http else "echo"
-        alpn = args.alpn if args.alpn is not None else ("http/1.1" if mode == "http" else "")
+        alpn = args.alpn if args.alpn is not None else ("http/1.1",) if mode == "http" else ()
         return cls(
             host=args.host,
             port=args.port,
@@ -76,7 +78,7 @@ class ServeOptions:
             trustme=args.trustme,
             ca_out=args.ca_out,
             mode=mode,
-            alpn=tuple(parse_alpn(alpn)),
+            alpn=alpn,
             client_ca=args.client_ca,
             tls_version=args.tls_version,
             max_connections=args.max_connections,
@@ -102,11 +104,14 @@ class Tally:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+        "--host",
+        default="127.0.0.1",
+        type=_listen_host,
+        help="address to listen on (default 127.0.0.1)",
     )
     parser.add_argument(
         "--port",
-        type=int,
+        type=types.listen_port,
         default=4433,
         help="port to listen on; 0 picks a free one (default 4433)",
     )
@@ -115,6 +120,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     who.add_argument(
         "--trustme",
         metavar="NAME",
+        type=types.certificate_name,
         default="localhost",
         help="mint a throwaway CA and a certificate for NAME, 127.0.0.1 and ::1 (the default, for localhost)",
     )
@@ -136,6 +142,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--alpn",
         metavar="LIST",
+        type=types.alpn,
         help="ALPN protocols to accept, by preference (default: http/1.1 with --http)",
     )
     parser.add_argument(
@@ -144,13 +151,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_version_flags(parser)
     parser.add_argument(
         "--max-connections",
-        type=positive_int,
+        type=types.count,
         metavar="N",
         help="exit after N connections have finished",
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=types.seconds,
         default=30.0,
         metavar="SECONDS",
         help="drop a client that stays silent this long (default 30)",
@@ -158,53 +165,57 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run)
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+def _listen_host(text: str) -> str:
+    if not types.is_host(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a host name or IP address")
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
     opts = ServeOptions.from_args(args)
     if opts.key is not None and opts.cert is None:
-        out.fail("--key needs --cert")
-        return 2
-    try:
-        with _server_context(opts) as (ctx, description):
-            return _run_server(opts, ctx, description)
-    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        out.fail(f"serve: cannot load the certificates: {exc}")
-        return 1
+        raise UsageError("--key needs --cert")
+    if opts.ca_out is not None and opts.cert is not None:
+        raise UsageError("--ca-out writes the CA of a --trustme certificate, not of --cert")
+    with _server_context(opts) as (ctx, description):
+        return _run_server(opts, ctx, description)
 
 
 def _run_server(opts: ServeOptions, ctx: ssl.SSLContext, description: list[out.Row]) -> int:
     try:
         trio.run(serve, opts, ctx, description)
     except OSError as exc:  # connection handlers catch their own: this is the listener
-        out.fail(f"serve: cannot listen on {opts.host}:{opts.port}: {exc.strerror or exc}")
+        out.fail(f"serve: cannot listen on {_address(opts.host, opts.port)}: {exc.strerror or exc}")
         return 1
     return 0
 
 
 @contextmanager
 def _server_context(opts: ServeOptions) -> Iterator[tuple[ssl.SSLContext, list[out.Row]]]:
-    """The server's context, and rows describing its certificate for the banner."""
+    """The server's context, and rows describing its certificate for the banner.
+
+    Raises :exc:`UsageError` naming the option whose file cannot be used.
+    """
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     pin_version(ctx, opts.tls_version)
     if opts.alpn:
         ctx.set_alpn_protocols(list(opts.alpn))
     if opts.client_ca is not None:
         ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(opts.client_ca)
+        trust(ctx, "--client-ca", opts.client_ca)
     if opts.cert is not None:
-        ctx.load_cert_chain(opts.cert, opts.key)
+        identity(ctx, opts.cert, opts.key)
         yield ctx, [("certificate", opts.cert)]
         return
     with _ca_file(opts.ca_out) as ca_path:
         ca = trustme.CA()
         ca.issue_cert(opts.trustme, "127.0.0.1", "::1").configure_cert(ctx)
-        ca.cert_pem.write_to_path(str(ca_path))
+        try:
+            ca.cert_pem.write_to_path(str(ca_path))
+        except OSError as exc:
+            raise UsageError(
+                f"--ca-out {ca_path}: cannot write it: {exc.strerror or exc}"
+            ) from None
         yield (
             ctx,
             [
@@ -278,7 +289,7 @@ def _banner(
 
 
 def _address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return str(Address(host, port))
 
 
 async def handle(stream: Stream, *, opts: ServeOptions, tally: Tally) -> None:

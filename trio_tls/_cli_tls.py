@@ -10,7 +10,8 @@ from dataclasses import dataclass, replace
 import trio
 
 from . import _cli_output as out
-from ._listener import SSLListener
+from ._cli_loading import identity, trust
+from ._listener import SSLListener, default_client_context
 from ._stream import SSLStream, TLSStatistics
 
 #: close_notify is a courtesy; never let a peer that does not read hold us up.
@@ -37,34 +38,33 @@ def pin_version(ctx: ssl.SSLContext, version: ssl.TLSVersion | None) -> None:
         ctx.minimum_version = ctx.maximum_version = version
 
 
-def parse_alpn(text: str | None) -> list[str]:
-    """``"h2,http/1.1"`` -> ``["h2", "http/1.1"]``; empty entries are dropped."""
-    return [p.strip() for p in (text or "").split(",") if p.strip()]
-
-
 def client_context(
     *,
     cafile: str | None = None,
     cert: str | None = None,
     key: str | None = None,
     version: ssl.TLSVersion | None = None,
-    alpn: list[str] | None = None,
+    alpn: tuple[str, ...] = (),
     insecure: bool = False,
 ) -> ssl.SSLContext:
-    """A client context with the stdlib's secure defaults, then the user's choices."""
-    ctx = ssl.create_default_context(cafile=cafile)
-    # As trio_tls.default_client_context does: without this flag cleared, OpenSSL
-    # would report a truncated connection as a clean close.
-    ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+    """trio_tls's default client context, then the user's choices.
+
+    Raises :exc:`UsageError` naming the option whose file cannot be used.
+    """
+    # Verification on, TLS 1.2 or later, and a truncated connection never reported
+    # as a clean close: connect tells the two apart.
+    ctx = default_client_context()
+    if cafile is not None:
+        trust(ctx, "--cafile", cafile)
     if insecure:
         # Order matters: verify_mode cannot be CERT_NONE while check_hostname is on.
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     if cert is not None:
-        ctx.load_cert_chain(cert, key)
+        identity(ctx, cert, key)
     pin_version(ctx, version)
     if alpn:
-        ctx.set_alpn_protocols(alpn)
+        ctx.set_alpn_protocols(list(alpn))
     return ctx
 
 
