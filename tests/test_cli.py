@@ -16,6 +16,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -85,12 +86,15 @@ class Background:
 
 
 @contextlib.contextmanager
-def background(argv: Sequence[str], ready: bytes) -> Iterator[Background]:
-    """Start *argv*, wait until its output matches *ready*, kill it at the end."""
+def background(
+    argv: Sequence[str], ready: bytes, *, stderr: int = subprocess.STDOUT
+) -> Iterator[Background]:
+    """Start *argv*, wait until its output matches *ready*, kill it at the end.
+
+    stderr goes with stdout, unless *stderr* says otherwise (``subprocess.PIPE``).
+    """
     # stdin stays an open pipe: s_server reads it and drops its client at EOF.
-    proc = subprocess.Popen(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
     try:
         assert proc.stdout is not None
         output = b""
@@ -106,7 +110,7 @@ def background(argv: Sequence[str], ready: bytes) -> Iterator[Background]:
     finally:
         proc.kill()
         proc.wait(timeout=RUN_TIMEOUT)
-        for pipe in (proc.stdin, proc.stdout):
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
 
@@ -117,10 +121,12 @@ def s_server(*args: str) -> contextlib.AbstractContextManager[Background]:
     )
 
 
-def serve(*args: str) -> contextlib.AbstractContextManager[Background]:
+def serve(
+    *args: str, stderr: int = subprocess.STDOUT
+) -> contextlib.AbstractContextManager[Background]:
     # Ready once the whole banner is out: it ends with the log's column headers.
     banner = rb"on 127\.0\.0\.1:(\d+)\n(?s:.*)\btraffic\n"
-    return background(cli("serve", "--port", "0", *args), banner)
+    return background(cli("serve", "--port", "0", *args), banner, stderr=stderr)
 
 
 def port_of(server: Background) -> int:
@@ -702,6 +708,25 @@ def test_serve_http_to_curl(flag: str, curl_flags: list[str], version: str, tmp_
     (line,) = [line for line in log.splitlines() if re.match(r"\d\d:\d\d:\d\d  ", line)]
     _, _, logged_version, _, alpn, *_ = line.split()
     assert (logged_version, alpn) == (version, "http/1.1")
+
+
+def test_serve_stops_cleanly_on_ctrl_c() -> None:
+    with serve() as server:
+        server.proc.send_signal(signal.SIGINT)
+        log = server.finish()
+    assert server.proc.returncode == 130
+    assert log.endswith("served 0 connections (0 failed)\n")  # stderr included: no traceback
+
+
+def test_serve_stops_quietly_when_stdout_is_closed() -> None:
+    with serve(stderr=subprocess.PIPE) as server:
+        assert server.proc.stdout is not None
+        server.proc.stdout.close()  # as `head` does once it has its lines
+        # A client that leaves at once makes the server log a line, into the closed pipe.
+        socket.create_connection(("127.0.0.1", port_of(server)), timeout=RUN_TIMEOUT).close()
+        _, err = server.proc.communicate(timeout=RUN_TIMEOUT)
+    assert err == b""
+    assert server.proc.returncode == 128 + signal.SIGPIPE
 
 
 # --- failure reasons, from real bad certificates ------------------------------------

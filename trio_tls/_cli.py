@@ -6,7 +6,8 @@ that it registers with ``parser.set_defaults(run=...)``. ``bench`` belongs to
 ``trio_tls._bench`` and only gets its arguments forwarded here.
 
 Exit status: 0 success, 1 the connection or the TLS handshake failed,
-2 bad usage (or ``bench`` is not available), 130 interrupted.
+2 bad usage (or ``bench`` is not available), 130 interrupted (Ctrl-C),
+141 standard output was closed (as for a process killed by SIGPIPE).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -63,13 +65,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The same form as argparse's own usage errors, and the same status.
         sys.stderr.write(f"trio-tls {namespace.command}: error: {exc}\n")
         return 2
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        # Output piped into something like `head` that stopped reading: not our
-        # failure. Point stdout at devnull so the interpreter's final flush is quiet.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    except BaseException as exc:
+        # trio delivers these wrapped in exception groups when they hit a nursery.
+        if _only(exc, KeyboardInterrupt):
+            return 130
+        if _only(exc, out.OutputClosed):
+            # Piped into something like `head` that stopped reading: stop quietly, with
+            # the status of a process killed by SIGPIPE, as other Unix tools do. Point
+            # stdout at devnull so that the interpreter's final flush is quiet too.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 128 + signal.SIGPIPE
+        raise
+
+
+def _only(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether *exc* is a *kind*, or a group of nothing else."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(kind)[1] is None
+    return isinstance(exc, kind)
 
 
 def run_bench(argv: list[str]) -> int:

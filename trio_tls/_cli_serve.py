@@ -94,6 +94,8 @@ class Tally:
     limit: int | None
     finished: int = 0
     failed: int = 0
+    #: The signal that stopped the server, if one did.
+    stopped_by: int | None = None
 
     def done(self, *, ok: bool) -> None:
         self.finished += 1
@@ -183,11 +185,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_server(opts: ServeOptions, ctx: ssl.SSLContext, description: list[out.Row]) -> int:
     try:
-        trio.run(serve, opts, ctx, description)
+        stopped_by = trio.run(serve, opts, ctx, description)
     except OSError as exc:  # connection handlers catch their own: this is the listener
         out.fail(f"serve: cannot listen on {_address(opts.host, opts.port)}: {exc.strerror or exc}")
         return 1
-    return 0
+    # Ctrl-C ends the server as it ends any command; `kill` (SIGTERM) is a normal stop.
+    return 128 + signal.SIGINT if stopped_by == signal.SIGINT else 0
 
 
 @contextmanager
@@ -237,10 +240,13 @@ def _ca_file(requested: str | None) -> Iterator[Path]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-async def serve(opts: ServeOptions, ctx: ssl.SSLContext, description: list[out.Row]) -> None:
-    # Catch SIGTERM before the banner says we are up, so that ``kill PID`` is a clean
-    # stop, like Ctrl-C, from the first moment: the throwaway CA file is removed.
-    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+async def serve(opts: ServeOptions, ctx: ssl.SSLContext, description: list[out.Row]) -> int | None:
+    """Serve until ``--max-connections``, SIGTERM or Ctrl-C; the signal that stopped us."""
+    # Catch the signals before the banner says we are up, so that Ctrl-C and ``kill PID``
+    # are a clean stop from the first moment: the summary is printed and the throwaway
+    # CA file removed. Ctrl-C would otherwise raise KeyboardInterrupt wherever the
+    # program happens to be, out of the nursery as an exception group.
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         # Listen before opening the nursery, so that a port in use is a plain OSError
         # for run() to report rather than one wrapped in an exception group.
         listeners = await open_ssl_over_tcp_listeners(
@@ -255,14 +261,16 @@ async def serve(opts: ServeOptions, ctx: ssl.SSLContext, description: list[out.R
             tally = Tally(nursery.cancel_scope, opts.max_connections)
             handler = partial(handle, opts=opts, tally=tally)
             nursery.start_soon(trio.serve_listeners, handler, listeners)
-            nursery.start_soon(_cancel_on_signal, signals, nursery.cancel_scope)
+            nursery.start_soon(_stop_on_signal, signals, tally)
             _banner(opts, listeners, description)
     out.emit([f"served {out.plural(tally.finished, 'connection')} ({tally.failed} failed)"])
+    return tally.stopped_by
 
 
-async def _cancel_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
-    async for _ in signals:
-        scope.cancel()
+async def _stop_on_signal(signals: AsyncIterator[int], tally: Tally) -> None:
+    async for signum in signals:
+        tally.stopped_by = signum
+        tally.scope.cancel()
         return
 
 
@@ -293,7 +301,11 @@ def _address(host: str, port: int) -> str:
 
 
 async def handle(stream: Stream, *, opts: ServeOptions, tally: Tally) -> None:
-    """Serve one client; never raise, since that would take the whole server down."""
+    """Serve one client.
+
+    Its failures are logged, never raised, since that would take the whole server
+    down; only a closed standard output (:exc:`OutputClosed`) stops everything.
+    """
     peer = _address(*stream.transport_stream.socket.getpeername()[:2])
     ok = False
     try:
