@@ -710,6 +710,46 @@ def test_serve_http_to_curl(flag: str, curl_flags: list[str], version: str, tmp_
     assert (logged_version, alpn) == (version, "http/1.1")
 
 
+def _strict_client(ca: Path) -> ssl.SSLContext:
+    """A stdlib client that reports a missing close_notify as an error."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+    return ctx
+
+
+def test_serve_http_sends_close_notify(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    with serve("--http", "--ca-out", str(ca), "--max-connections", "2") as server:
+        address = ("127.0.0.1", port_of(server))
+        with (
+            socket.create_connection(address, timeout=RUN_TIMEOUT) as raw,
+            _strict_client(ca).wrap_socket(
+                raw, server_hostname="localhost", suppress_ragged_eofs=False
+            ) as tls,
+        ):
+            tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            reply = b""
+            for _ in range(100):
+                # b"" only after the server's close_notify; without it, SSLEOFError.
+                if not (chunk := tls.recv(65536)):
+                    break
+                reply += chunk
+        # A client that hangs up mid-request without close_notify, as HTTP clients may:
+        # the server reads that as the end of the request, not as a TLS failure.
+        with (
+            socket.create_connection(address, timeout=RUN_TIMEOUT) as raw,
+            _strict_client(ca).wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            tls.sendall(b"GET / HTTP/1.1\r\n")
+        log = server.finish()
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert f"Content-Length: {len(body)}\r\n".encode() in head + b"\r\n"
+    assert body.startswith(b"hello from trio_tls\n")
+    assert "bad request: the client closed before finishing its request" in log
+    assert "served 2 connections (1 failed)" in log
+
+
 def test_serve_stops_cleanly_on_ctrl_c() -> None:
     with serve() as server:
         server.proc.send_signal(signal.SIGINT)
