@@ -750,6 +750,28 @@ def test_serve_http_sends_close_notify(tmp_path: Path) -> None:
     assert "served 2 connections (1 failed)" in log
 
 
+def test_serve_http_curl_line_works_as_printed(files: Files, tmp_path: Path) -> None:
+    curl = shutil.which("curl")
+    assert curl is not None, "curl is a test requirement (see the README)"
+    ca = tmp_path / "ca.pem"
+    # A name that does not resolve to us, and client certificates required.
+    args = ["--http", "--trustme", "tls.test", "--ca-out", str(ca), "--client-ca", str(files.ca)]
+    with serve(*args, "--max-connections", "1") as server:
+        line = re.search(rb"^  try\s+(curl .*)$", server.output, re.MULTILINE)
+        assert line is not None
+        words = line[1].decode().split()
+        placeholders = [w for w in words if w.startswith("CLIENT-")]
+        assert placeholders == ["CLIENT-CERT.pem", "CLIENT-KEY.pem"]
+        # The user's client certificate in place of the placeholders, nothing else changed.
+        argv = [str(files.client) if w in placeholders else w for w in words]
+        fetched = subprocess.run(
+            [curl, "-sS", *argv[1:]], capture_output=True, text=True, timeout=RUN_TIMEOUT
+        )
+        server.finish()
+    assert fetched.returncode == 0, fetched.stderr
+    assert fetched.stdout.startswith("hello from trio_tls\n")
+
+
 def test_serve_stops_cleanly_on_ctrl_c() -> None:
     with serve() as server:
         server.proc.send_signal(signal.SIGINT)

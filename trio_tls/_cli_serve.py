@@ -282,13 +282,12 @@ def _banner(
     description: list[out.Row],
 ) -> None:
     addresses = [_address(*bound_address(listener)) for listener in listeners]
-    port = bound_address(listeners[0])[1]
+    first = Address(*bound_address(listeners[0]))
     rows = [*description, ("ALPN", ", ".join(opts.alpn) or "(none)")]
     if opts.client_ca:
         rows.append(("client certs", f"required, from a CA in {opts.client_ca}"))
     if opts.mode == "http" and opts.cert is None:
-        ca = dict(description)["CA file"]
-        rows.append(("try", f"curl --cacert {ca} https://{opts.trustme}:{port}/"))
+        rows.append(("try", _curl(opts, dict(description)["CA file"], first)))
     lines = [
         f"serving TLS ({opts.mode}) on {', '.join(addresses)}",
         *out.table(rows),
@@ -296,6 +295,26 @@ def _banner(
         _log_line(*_LOG_HEADER),
     ]
     out.emit(lines)
+
+
+def _curl(opts: ServeOptions, ca: str, address: Address) -> str:
+    """A curl command line that works, as printed, against this server."""
+    words = ["curl", "--cacert", ca]
+    if opts.client_ca is not None:
+        # Placeholders: only the user has a certificate from their --client-ca.
+        words += ["--cert", "CLIENT-CERT.pem", "--key", "CLIENT-KEY.pem"]
+    name = opts.trustme.replace("*", "www", 1)  # any name a wildcard covers will do
+    if name != "localhost" and not types.is_ip(name):
+        # The certificate's name need not resolve to us: tell curl where it is.
+        words += ["--resolve", f"{name}:{address.port}:{_curl_ip(address.host)}"]
+    url_host = f"[{name}]" if ":" in name else name
+    return " ".join([*words, f"https://{url_host}:{address.port}/"])
+
+
+def _curl_ip(host: str) -> str:
+    if host in ("0.0.0.0", "::"):  # listening everywhere: loopback reaches us
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    return f"[{host}]" if ":" in host else host
 
 
 def _address(host: str, port: int) -> str:
