@@ -1,29 +1,24 @@
-"""``trio-tls connect``: a readable ``openssl s_client``.
+"""The connections ``trio-tls connect`` makes, and what it reads from them.
 
 One connection (two with ``--reconnect``): TCP connect, handshake, optionally
 send some text and wait for the reply, then read until the server has been
-quiet for ``--wait`` seconds. That read is not decoration: under TLS 1.3 the session tickets and
-a rejection of our client certificate both arrive after the client's
-handshake has completed, so without it we would report success for a
+quiet for ``--wait`` seconds. That read is not decoration: under TLS 1.3 the
+session tickets and a rejection of our client certificate both arrive after the
+client's handshake has completed, so without it we would report success for a
 connection the server is about to refuse.
 """
 
 from __future__ import annotations
 
-import argparse
-import re
 import ssl
 import time
-from dataclasses import dataclass
 
 import trio
 
-from . import _cli_args as types
-from . import _cli_connect_report as report
-from . import _cli_output as out
-from ._cli_args import Address
-from ._cli_certs import CertInfo, parse_chain
-from ._cli_failure import (
+from ..._stream import SSLStream
+from .. import output as out
+from ..certs import CertInfo, parse_chain
+from ..failure import (
     Failure,
     UsageError,
     explain,
@@ -31,14 +26,8 @@ from ._cli_failure import (
     ssl_reason,
     verification_error,
 )
-from ._cli_tls import (
-    Summary,
-    add_version_flags,
-    client_context,
-    close_quietly,
-    summarize,
-)
-from ._stream import SSLStream
+from ..tls import client_context, close_quietly, summarize
+from .model import ConnectOptions, Outcome
 
 #: Stop reading the server's reply after this much; this is a debugging tool.
 MAX_RECEIVE = 1 << 20
@@ -46,152 +35,16 @@ MAX_RECEIVE = 1 << 20
 Stream = SSLStream[trio.SocketStream]
 
 
-@dataclass(frozen=True)
-class ConnectOptions:
-    address: Address
-    servername: str | None
-    alpn: tuple[str, ...]
-    cafile: str | None
-    cert: str | None
-    key: str | None
-    tls_version: ssl.TLSVersion | None
-    insecure: bool
-    send: bytes | None
-    json: bool
-    timeout: float
-    wait: float
-    reconnect: bool
-
-    @property
-    def host(self) -> str:
-        return self.address.host
-
-    @property
-    def port(self) -> int:
-        return self.address.port
-
-    @property
-    def expected_name(self) -> str:
-        """The name sent as SNI and checked against the certificate."""
-        return self.servername or self.host
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> ConnectOptions:
-        return cls(
-            address=args.address,
-            servername=args.servername,
-            alpn=args.alpn or (),
-            cafile=args.cafile,
-            cert=args.cert,
-            key=args.key,
-            tls_version=args.tls_version,
-            insecure=args.insecure,
-            send=None if args.send is None else unescape(args.send).encode(),
-            json=args.json,
-            timeout=args.timeout,
-            wait=args.wait,
-            reconnect=args.reconnect,
-        )
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """Everything learnt from one successful connection."""
-
-    summary: Summary
-    tcp_seconds: float
-    chain: list[CertInfo]
-    #: False when only the leaf could be read (Python before 3.13).
-    chain_complete: bool
-    received: bytes
-    #: How the conversation ended, when the server ended it.
-    note: str | None
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "address",
-        metavar="HOST:PORT",
-        type=types.target,
-        help="server to connect to: HOST:PORT, [IPv6]:PORT or an https:// URL"
-        " (port 443 if omitted; a URL's path is not used)",
+def context(opts: ConnectOptions, *, insecure: bool) -> ssl.SSLContext:
+    """The client context *opts* ask for; :exc:`UsageError` names a file that cannot be used."""
+    return client_context(
+        cafile=opts.cafile,
+        cert=opts.cert,
+        key=opts.key,
+        version=opts.tls_version,
+        alpn=opts.alpn,
+        insecure=insecure,
     )
-    parser.add_argument(
-        "--servername",
-        metavar="NAME",
-        type=types.server_name,
-        help="name to send as SNI and to verify (default: HOST)",
-    )
-    parser.add_argument(
-        "--alpn",
-        metavar="LIST",
-        type=types.alpn,
-        help="ALPN protocols to offer, comma separated, e.g. h2,http/1.1",
-    )
-    parser.add_argument(
-        "--cafile",
-        metavar="FILE",
-        help="also trust the CA certificates in FILE (PEM), besides the system's",
-    )
-    parser.add_argument("--cert", metavar="FILE", help="client certificate chain (PEM)")
-    parser.add_argument(
-        "--key", metavar="FILE", help="private key for --cert (default: read it from --cert)"
-    )
-    add_version_flags(parser)
-    parser.add_argument(
-        "--insecure",
-        action="store_true",
-        help="do not verify the certificate or the name (still shows them)",
-    )
-    parser.add_argument(
-        "--send",
-        metavar="TEXT",
-        help=r"send TEXT after the handshake and show the reply; \r \n \t \\ are understood",
-    )
-    parser.add_argument(
-        "--reconnect",
-        action="store_true",
-        help="connect a second time offering the first session, to test resumption",
-    )
-    parser.add_argument(
-        "--json", action="store_true", help="print the result (or the failure) as JSON"
-    )
-    parser.add_argument(
-        "--timeout",
-        type=types.seconds,
-        default=10.0,
-        metavar="SECONDS",
-        help="give up on the TCP connect and handshake after this long (default 10)",
-    )
-    parser.add_argument(
-        "--wait",
-        type=types.seconds_or_zero,
-        default=0.5,
-        metavar="SECONDS",
-        help="after the handshake (after the reply, with --send), read until the server"
-        " is quiet this long (default 0.5)",
-    )
-    parser.set_defaults(run=run)
-
-
-def unescape(text: str) -> str:
-    escapes = {"r": "\r", "n": "\n", "t": "\t", "\\": "\\"}
-    return re.sub(r"\\(.)", lambda m: escapes.get(m[1], m[0]), text)
-
-
-def run(args: argparse.Namespace) -> int:
-    opts = ConnectOptions.from_args(args)
-    if opts.key is not None and opts.cert is None:
-        raise UsageError("--key needs --cert")
-    # Made here, before any connection, so that a bad file is a usage error.
-    ctx = _context(opts, insecure=opts.insecure)
-    try:
-        outcome = trio.run(connect, opts, ctx)
-    except Failure as failure:
-        report.failure(opts, str(failure))
-        return 1
-    report.success(opts, outcome)
-    return 0
 
 
 class CertificateRefused(Exception):
@@ -214,17 +67,6 @@ async def connect(opts: ConnectOptions, ctx: ssl.SSLContext) -> Outcome:
         # server such as openssl s_server would not accept our second look before.
         raise Failure(await _explain_refused(opts, refused.error)) from refused.error
     return outcome
-
-
-def _context(opts: ConnectOptions, *, insecure: bool) -> ssl.SSLContext:
-    return client_context(
-        cafile=opts.cafile,
-        cert=opts.cert,
-        key=opts.key,
-        version=opts.tls_version,
-        alpn=opts.alpn,
-        insecure=insecure,
-    )
 
 
 async def attempt(
@@ -338,7 +180,7 @@ async def _explain_refused(opts: ConnectOptions, err: ssl.SSLCertVerificationErr
     chain: list[CertInfo] = []
     try:
         with trio.fail_after(opts.timeout):
-            outcome, _ = await attempt(opts, _context(opts, insecure=True))
+            outcome, _ = await attempt(opts, context(opts, insecure=True))
         chain = outcome.chain
     except (Failure, CertificateRefused, UsageError, trio.TooSlowError):
         pass  # explain from OpenSSL's message alone

@@ -25,22 +25,21 @@ from typing import Literal
 import trio
 import trustme
 
-from . import _cli_args as types
-from . import _cli_output as out
-from ._cli_args import Address
-from ._cli_certs import parse_der
-from ._cli_failure import UsageError, explain
-from ._cli_loading import identity, trust
-from ._cli_tls import (
-    add_version_flags,
+from .._engine import _is_eof
+from .._listener import SSLListener, open_ssl_over_tcp_listeners
+from .._stream import SSLStream
+from . import options
+from . import output as out
+from .certs import parse_der
+from .failure import UsageError, explain
+from .loading import identity, trust
+from .options import Address
+from .tls import (
     bound_address,
     close_quietly,
     pin_version,
     summarize,
 )
-from ._engine import _is_eof
-from ._listener import SSLListener, open_ssl_over_tcp_listeners
-from ._stream import SSLStream
 
 #: An HTTP request head larger than this is refused; browsers send about 1 KiB.
 MAX_REQUEST_HEAD = 64 * 1024
@@ -109,26 +108,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host",
         default="127.0.0.1",
-        type=_listen_host,
+        type=options.host,
         help="address to listen on (default 127.0.0.1)",
     )
     parser.add_argument(
         "--port",
-        type=types.listen_port,
+        type=options.listen_port,
         default=4433,
         help="port to listen on; 0 picks a free one (default 4433)",
     )
-    who = parser.add_mutually_exclusive_group()
-    who.add_argument("--cert", metavar="FILE", help="server certificate chain (PEM)")
+    who = options.add_certificate(parser, whose="server")
     who.add_argument(
         "--trustme",
         metavar="NAME",
-        type=types.certificate_name,
+        type=options.certificate_name,
         default="localhost",
-        help="mint a throwaway CA and a certificate for NAME, 127.0.0.1 and ::1 (the default, for localhost)",
-    )
-    parser.add_argument(
-        "--key", metavar="FILE", help="private key for --cert (default: read it from --cert)"
+        help="mint a throwaway CA and a certificate for NAME, 127.0.0.1 and ::1"
+        " (the default, for localhost)",
     )
     parser.add_argument(
         "--ca-out",
@@ -142,42 +138,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     what.add_argument(
         "--http", action="store_true", help="answer each connection with a small HTTP/1.1 page"
     )
-    parser.add_argument(
-        "--alpn",
-        metavar="LIST",
-        type=types.alpn,
-        help="ALPN protocols to accept, by preference (default: http/1.1 with --http)",
+    options.add_alpn(
+        parser, help="ALPN protocols to accept, by preference (default: http/1.1 with --http)"
     )
     parser.add_argument(
         "--client-ca", metavar="FILE", help="require client certificates issued by a CA in FILE"
     )
-    add_version_flags(parser)
+    options.add_version_flags(parser)
     parser.add_argument(
         "--max-connections",
-        type=types.count,
+        type=options.count,
         metavar="N",
         help="exit after N connections have finished",
     )
-    parser.add_argument(
-        "--timeout",
-        type=types.seconds,
-        default=30.0,
-        metavar="SECONDS",
-        help="drop a client that stays silent this long (default 30)",
-    )
+    options.add_timeout(parser, default=30.0, help="drop a client that stays silent this long")
     parser.set_defaults(run=run)
 
 
-def _listen_host(text: str) -> str:
-    if not types.is_host(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a host name or IP address")
-    return text
-
-
 def run(args: argparse.Namespace) -> int:
+    options.check_certificate(args)
     opts = ServeOptions.from_args(args)
-    if opts.key is not None and opts.cert is None:
-        raise UsageError("--key needs --cert")
     if opts.ca_out is not None and opts.cert is not None:
         raise UsageError("--ca-out writes the CA of a --trustme certificate, not of --cert")
     with _server_context(opts) as (ctx, description):
@@ -304,7 +284,7 @@ def _curl(opts: ServeOptions, ca: str, address: Address) -> str:
         # Placeholders: only the user has a certificate from their --client-ca.
         words += ["--cert", "CLIENT-CERT.pem", "--key", "CLIENT-KEY.pem"]
     name = opts.trustme.replace("*", "www", 1)  # any name a wildcard covers will do
-    if name != "localhost" and not types.is_ip(name):
+    if name != "localhost" and not options.is_ip(name):
         # The certificate's name need not resolve to us: tell curl where it is.
         words += ["--resolve", f"{name}:{address.port}:{_curl_ip(address.host)}"]
     url_host = f"[{name}]" if ":" in name else name

@@ -1,36 +1,20 @@
-"""TLS plumbing shared by the commands: contexts, version flags, summaries."""
+"""TLS plumbing shared by the commands: contexts, summaries, closing."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ssl
 from dataclasses import dataclass, replace
 
 import trio
 
-from . import _cli_output as out
-from ._cli_loading import identity, trust
-from ._listener import SSLListener, default_client_context
-from ._stream import SSLStream, TLSStatistics
+from .._listener import SSLListener, default_client_context
+from .._stream import SSLStream, TLSStatistics
+from . import output as out
+from .loading import identity, trust
 
 #: close_notify is a courtesy; never let a peer that does not read hold us up.
 CLOSE_TIMEOUT = 1.0
-
-#: The ``--tls1.2`` / ``--tls1.3`` switches, shared by every command.
-VERSION_FLAGS = {"--tls1.2": ssl.TLSVersion.TLSv1_2, "--tls1.3": ssl.TLSVersion.TLSv1_3}
-
-
-def add_version_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_mutually_exclusive_group()
-    for flag, version in VERSION_FLAGS.items():
-        group.add_argument(
-            flag,
-            dest="tls_version",
-            action="store_const",
-            const=version,
-            help=f"allow only TLS {flag[5:]} (default: whatever both sides support)",
-        )
 
 
 def pin_version(ctx: ssl.SSLContext, version: ssl.TLSVersion | None) -> None:

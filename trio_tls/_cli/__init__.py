@@ -1,9 +1,13 @@
 """``python -m trio_tls`` / ``trio-tls``: TLS debugging built on trio_tls itself.
 
-Commands live in their own modules (``_cli_demo``, ``_cli_connect``,
-``_cli_serve``); each provides ``configure(parser)`` and a ``run(args) -> int``
-that it registers with ``parser.set_defaults(run=...)``. ``bench`` belongs to
-``trio_tls._bench`` and only gets its arguments forwarded here.
+Each command has its own module (``demo``, ``connect``, ``serve``) providing
+``configure(parser)`` and a ``run(args) -> int`` that it registers with
+``parser.set_defaults(run=...)``. What they share: ``options`` (option
+definitions and argument types), ``output`` (how everything is printed),
+``failure`` (why something failed, in words), ``loading`` (the user's
+certificate files), ``certs`` (the peer's certificates), ``tls`` (contexts and
+summaries). ``bench`` belongs to ``trio_tls._bench`` and only gets its
+arguments forwarded here.
 
 Exit status: 0 success, 1 the connection or the TLS handshake failed,
 2 bad usage (or ``bench`` is not available), 130 interrupted (Ctrl-C),
@@ -19,10 +23,10 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from . import _cli_connect, _cli_demo, _cli_serve
-from . import _cli_output as out
-from ._cli_failure import UsageError
-from ._version import __version__
+from .._version import __version__
+from . import connect, demo, serve
+from . import output as out
+from .failure import UsageError
 
 _DESCRIPTION = (
     "TLS debugging tools built on trio_tls: a friendlier openssl s_client / s_server, "
@@ -30,9 +34,9 @@ _DESCRIPTION = (
 )
 
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
-    "demo": ("run a TLS client and server against each other in one process", _cli_demo.configure),
-    "connect": ("connect to a TLS server and show what was negotiated", _cli_connect.configure),
-    "serve": ("run a TLS server for testing clients (echo or HTTP)", _cli_serve.configure),
+    "demo": ("run a TLS client and server against each other in one process", demo.configure),
+    "connect": ("connect to a TLS server and show what was negotiated", connect.configure),
+    "serve": ("run a TLS server for testing clients (echo or HTTP)", serve.configure),
 }
 
 

@@ -17,8 +17,8 @@ from collections.abc import Iterator, Sequence
 
 import trio
 
-from . import _cli_output as out
-from ._cli_certs import CertInfo
+from . import output as out
+from .certs import CertInfo
 
 # OpenSSL X509_V_ERR_* codes (include/openssl/x509_vfy.h); stable across 1.1 and 3.x.
 _UNABLE_TO_GET_ISSUER_CERT = 2

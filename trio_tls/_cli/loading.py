@@ -14,7 +14,7 @@ import re
 import ssl
 import stat
 
-from ._cli_failure import UsageError, ssl_reason
+from .failure import UsageError, ssl_reason
 
 #: Far larger than any certificate bundle (the system's is a few hundred KiB).
 MAX_PEM_FILE = 8 * 1024 * 1024

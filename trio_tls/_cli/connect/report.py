@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
-from . import _cli_output as out
-
-if TYPE_CHECKING:
-    from ._cli_connect import ConnectOptions, Outcome
+from .. import output as out
+from .model import ConnectOptions, Outcome
 
 
 def success(opts: ConnectOptions, outcome: Outcome) -> None:

@@ -1,5 +1,6 @@
-"""Argument types: each turns one command-line word into a value or says what is wrong.
+"""The command line's options: the ones several commands share, and argument types.
 
+Each type turns one command-line word into a value or says what is wrong with it.
 argparse reports an ``ArgumentTypeError`` as a usage error (exit status 2) naming
 the option, so a negative timeout, a port past 65535 or a URL taken for a host
 name never reaches the code that would misuse it.
@@ -11,18 +12,75 @@ import argparse
 import ipaddress
 import math
 import re
+import ssl
 import urllib.parse
 from typing import NamedTuple
 
 import idna
 
+from .failure import UsageError
+
 #: The ports TCP has; 0 is not one a client can connect to.
 MAX_PORT = 65535
+
+#: The ``--tls1.2`` / ``--tls1.3`` switches.
+VERSION_FLAGS = {"--tls1.2": ssl.TLSVersion.TLSv1_2, "--tls1.3": ssl.TLSVersion.TLSv1_3}
 
 # An ASCII host name label. Underscores are not valid in DNS host names but are
 # common in private networks (container and service names), and the resolver takes
 # them, so they are allowed here.
 _LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?", re.IGNORECASE)
+
+
+# --- options several commands share ---------------------------------------------------
+
+
+def add_version_flags(parser: argparse.ArgumentParser) -> None:
+    """``--tls1.2`` or ``--tls1.3`` (not both), as ``tls_version``."""
+    group = parser.add_mutually_exclusive_group()
+    for flag, version in VERSION_FLAGS.items():
+        group.add_argument(
+            flag,
+            dest="tls_version",
+            action="store_const",
+            const=version,
+            help=f"allow only TLS {flag[5:]} (default: whatever both sides support)",
+        )
+
+
+def add_alpn(parser: argparse.ArgumentParser, *, help: str) -> None:
+    parser.add_argument("--alpn", metavar="LIST", type=alpn, help=help)
+
+
+def add_certificate(
+    parser: argparse.ArgumentParser, *, whose: str
+) -> argparse._MutuallyExclusiveGroup:
+    """``--cert FILE`` and ``--key FILE``; returns the group of options --cert excludes."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--cert", metavar="FILE", help=f"{whose} certificate chain (PEM)")
+    parser.add_argument(
+        "--key", metavar="FILE", help="private key for --cert (default: read it from --cert)"
+    )
+    return group
+
+
+def check_certificate(args: argparse.Namespace) -> None:
+    """The check argparse cannot make: ``--key`` is the key of a ``--cert``."""
+    if args.key is not None and args.cert is None:
+        raise UsageError("--key needs --cert")
+
+
+def add_timeout(parser: argparse.ArgumentParser, *, default: float, help: str) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=seconds,
+        default=default,
+        metavar="SECONDS",
+        help=f"{help} (default {default:g})",
+    )
+
+
+# --- argument types ---------------------------------------------------------------------
 
 
 class Address(NamedTuple):
@@ -151,6 +209,13 @@ def _checked_host(host: str, text: str) -> str:
         where = "" if host == text else f" in {text!r}"
         raise argparse.ArgumentTypeError(f"{host!r}{where} is not a host name or IP address")
     return host
+
+
+def host(text: str) -> str:
+    """``--host``: a host name or IP address."""
+    if not is_host(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a host name or IP address")
+    return text
 
 
 def server_name(text: str) -> str:

@@ -18,11 +18,12 @@ from functools import partial
 import trio
 import trustme
 
-from . import _cli_output as out
-from ._cli_failure import Failure, causes, explain
-from ._cli_tls import Summary, add_version_flags, bound_address, pin_version, summarize
-from ._listener import open_ssl_over_tcp_stream, serve_ssl_over_tcp
-from ._stream import SSLStream
+from .._listener import open_ssl_over_tcp_stream, serve_ssl_over_tcp
+from .._stream import SSLStream
+from . import options
+from . import output as out
+from .failure import Failure, causes, explain
+from .tls import Summary, bound_address, pin_version, summarize
 
 #: Big enough to take many TLS records (16 KiB each), small enough to be instant.
 PAYLOAD_SIZE = 64 * 1024
@@ -48,7 +49,7 @@ class Sides:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_version_flags(parser)
+    options.add_version_flags(parser)
     parser.set_defaults(run=run)
 
 
