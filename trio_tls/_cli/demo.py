@@ -18,7 +18,7 @@ from functools import partial
 import trio
 import trustme
 
-from .._listener import open_ssl_over_tcp_stream, serve_ssl_over_tcp
+from .._listener import default_client_context, open_ssl_over_tcp_stream, serve_ssl_over_tcp
 from .._stream import SSLStream
 from . import options
 from . import output as out
@@ -94,7 +94,7 @@ def _contexts(version: ssl.TLSVersion | None) -> tuple[ssl.SSLContext, ssl.SSLCo
     ca = trustme.CA()
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost", "127.0.0.1").configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
+    client_ctx = default_client_context()  # what trio_tls's client helpers use
     ca.configure_trust(client_ctx)
     for ctx in (server_ctx, client_ctx):
         pin_version(ctx, version)

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 
 import trio
 
+from .._engine import _is_eof
 from . import output as out
 from .certs import CertInfo
 
@@ -156,7 +157,7 @@ def _os_error(errors: Sequence[OSError], peer: str) -> str:
 
 
 def _ssl_error(err: ssl.SSLError, peer: str) -> str:
-    if isinstance(err, ssl.SSLEOFError) or ssl_reason(err) == "UNEXPECTED_EOF_WHILE_READING":
+    if _is_eof(err):
         return f"the {peer} closed the connection"
     reason = ssl_reason(err)
     view = _CLIENT_VIEW if peer == "server" else _SERVER_VIEW

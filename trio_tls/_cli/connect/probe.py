@@ -15,17 +15,11 @@ import time
 
 import trio
 
+from ..._engine import _is_eof
 from ..._stream import SSLStream
 from .. import output as out
 from ..certs import CertInfo, parse_chain
-from ..failure import (
-    Failure,
-    UsageError,
-    explain,
-    explain_verification,
-    ssl_reason,
-    verification_error,
-)
+from ..failure import Failure, UsageError, explain, explain_verification, verification_error
 from ..tls import client_context, close_quietly, summarize
 from .model import ConnectOptions, Outcome
 
@@ -137,7 +131,7 @@ async def _converse(
                     break
                 received += chunk
     except trio.BrokenResourceError as exc:
-        if _is_ragged_eof(exc):
+        if _is_eof(exc.__cause__):
             return bytes(received), _ragged_note(opts, version, answered=bool(received))
         raise Failure(f"after the handshake: {explain(exc)}") from exc
     return bytes(received), None
@@ -151,13 +145,6 @@ def _ragged_note(opts: ConnectOptions, version: str | None, *, answered: bool) -
         # alert looks exactly like this.
         note += " (a TLS 1.3 server that requires a client certificate may hang up like this)"
     return note
-
-
-def _is_ragged_eof(exc: trio.BrokenResourceError) -> bool:
-    cause = exc.__cause__
-    return isinstance(cause, ssl.SSLEOFError) or (
-        isinstance(cause, ssl.SSLError) and ssl_reason(cause) == "UNEXPECTED_EOF_WHILE_READING"
-    )
 
 
 def peer_chain(stream: Stream) -> tuple[list[bytes], bool]:
