@@ -55,13 +55,17 @@ def add_alpn(parser: argparse.ArgumentParser, *, help: str) -> None:
 def add_certificate(
     parser: argparse.ArgumentParser, *, whose: str
 ) -> argparse._MutuallyExclusiveGroup:
-    """``--cert FILE`` and ``--key FILE``; returns the group of options --cert excludes."""
+    """``--cert FILE``; returns its group, for the options it excludes."""
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--cert", metavar="FILE", help=f"{whose} certificate chain (PEM)")
+    return group
+
+
+def add_key(parser: argparse.ArgumentParser) -> None:
+    """``--key FILE``, for --cert (added after --cert's group, so usage shows the group)."""
     parser.add_argument(
         "--key", metavar="FILE", help="private key for --cert (default: read it from --cert)"
     )
-    return group
 
 
 def check_certificate(args: argparse.Namespace) -> None:

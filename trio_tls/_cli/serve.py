@@ -126,6 +126,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="mint a throwaway CA and a certificate for NAME, 127.0.0.1 and ::1"
         " (the default, for localhost)",
     )
+    options.add_key(parser)
     parser.add_argument(
         "--ca-out",
         metavar="FILE",

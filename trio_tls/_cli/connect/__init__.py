@@ -37,6 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="also trust the CA certificates in FILE (PEM), besides the system's",
     )
     options.add_certificate(parser, whose="client")
+    options.add_key(parser)
     options.add_version_flags(parser)
     parser.add_argument(
         "--insecure",
