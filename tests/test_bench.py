@@ -224,17 +224,65 @@ def test_engine_without_driver_runs_every_trio_workload_over_tls(tmp_path: Path)
     engine_runs = [r for r in report["runs"] if r["contender"] == "trio_tls_engine"]
     assert len(engine_runs) == 4
     assert {r["version"] for r in engine_runs} == {"TLSv1.2"}
-    assert "engine without driver:" in done.stdout
+    assert "share of trio_tls engine, no driver" in done.stdout
 
 
-def test_targets_show_the_design_ceiling_beside_each_ratio() -> None:
+def _cell(contender: str, workload: str, round_: int, value: float) -> dict[str, Any]:
+    return {**_result(contender, round_, value), "workload": workload}
+
+
+def test_trio_tls_is_set_against_the_baseline_and_both_ceilings() -> None:
     results = [
-        _result("trio_ssl", 0, 100.0),
-        _result("trio_tls", 0, 170.0),
-        _result("trio_tls_engine", 0, 190.0),
+        # bulk: two rounds, so each ratio is a median of per-round ratios.
+        *(_cell(c, "bulk_64k", 0, v) for c, v in [("trio_ssl", 100), ("trio_tls", 170)]),
+        *(_cell(c, "bulk_64k", 0, v) for c, v in [("trio_tcp", 400), ("trio_tls_engine", 200)]),
+        *(_cell(c, "bulk_64k", 1, v) for c, v in [("trio_ssl", 100), ("trio_tls", 190)]),
+        *(_cell(c, "bulk_64k", 1, v) for c, v in [("trio_tcp", 400), ("trio_tls_engine", 200)]),
+        # memory: lower is better, so a share is the ceiling's size over trio_tls's.
+        *(_cell(c, "memory_server", 0, v) for c, v in [("trio_ssl", 20), ("trio_tls", 16)]),
+        *(_cell(c, "memory_server", 0, v) for c, v in [("trio_tcp", 4), ("trio_tls_engine", 16)]),
     ]
-    (line,) = _report.targets(results)
-    assert "= 1.70 (target >= 2.0): NOT met; engine without driver: 1.90" in line
-    # Without the ceiling contender in the run, the line is the plain verdict.
-    (plain,) = _report.targets(results[:2])
-    assert plain.endswith("NOT met")
+    text = _report.against_ceilings(results, Mode.FULL)
+    assert "| bulk_64k (MB/s ↑) | 1.80x | 45% | 90% |" in text
+    assert "| memory_server (KiB/conn ↓) | 0.80x | 25% | 100% |" in text
+    assert "smoke test" not in text
+    assert "issue" not in text.lower() and "target" not in text.lower()
+
+
+def test_quick_mode_says_its_ratios_are_a_smoke_test() -> None:
+    results = [_cell("trio_ssl", "pingpong", 0, 10), _cell("trio_tls", "pingpong", 0, 20)]
+    lines = _report.against_ceilings(results, Mode.QUICK).splitlines()
+    row = lines.index("| pingpong (round trips/s ↑) | 2.00x | - | - |")
+    # Next to the ratios: right above their table.
+    assert "smoke test" in lines[row - 4]
+    assert _report.against_ceilings(results[:1], Mode.QUICK) == ""  # trio_tls did not run
+
+
+def test_progress_values_form_one_column() -> None:
+    lines = [
+        _report.progress(index, 100, {**_cell(name, workload, 0, 1234.5), "tls": "1.3"}, 0.4)
+        for index, name in enumerate(CONTENDERS_BY_NAME, start=1)
+        for workload in WORKLOADS_BY_NAME
+    ]
+    failed = {"ok": False, "contender": "trio_tls_engine", "workload": "concurrent"}
+    lines.append(_report.progress(100, 100, {**failed, "tls": "1.2", "round": 0}, 0.1))
+    # Values are right-aligned in a 12-wide field; a failure starts where the field does.
+    starts = {
+        line.index("FAILED") if "FAILED" in line else line.index("1,234.5") + 7 - 12
+        for line in lines
+    }
+    assert len(starts) == 1, lines
+
+
+def test_help_names_the_command_people_type() -> None:
+    done = _run_bench("--help")
+    assert done.returncode == 0
+    assert done.stdout.startswith("usage: trio-tls bench ")
+    assert "issue" not in done.stdout.lower()
+
+
+@pytest.mark.parametrize("scale", ["0", "-1", "nan", "inf"])
+def test_scale_must_be_positive_and_finite(scale: str) -> None:
+    with pytest.raises(SystemExit) as info:
+        _runner.parse_args(["--scale", scale])
+    assert info.value.code == 2

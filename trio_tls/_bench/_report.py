@@ -9,7 +9,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from ._spec import BASELINE, CONTENDERS_BY_NAME, WORKLOADS, WORKLOADS_BY_NAME
+from ._spec import (
+    BASELINE,
+    CONTENDERS,
+    CONTENDERS_BY_NAME,
+    WORKLOADS,
+    WORKLOADS_BY_NAME,
+    Mode,
+    Workload,
+)
 
 Result = dict[str, Any]
 
@@ -151,29 +159,12 @@ def table(summaries: Sequence[Summary], ceiling: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class Target:
-    """A goal from project issue 3, checked against the medians of per-round ratios."""
+#: The two ceilings a trio_tls figure is set against, measured in the same run: the
+#: trio stack with no TLS at all, and trio_tls's own engine and socket path with no driver.
+CEILINGS: Final = ("trio_tcp", "trio_tls_engine")
 
-    workload: str
-    #: trio_tls / ``against`` must be at least (or, for memory, at most) ``threshold``.
-    threshold: float
-    against: str = BASELINE
-
-
-#: The contender that measures the design's ceiling (trio_tls's engine with no driver).
-CEILING: Final = "trio_tls_engine"
-
-#: The performance goals of issue 3 for trio_tls, as ratios measured in the same run.
-TARGETS: Final = (
-    Target("bulk_64k", 2.0),
-    Target("bulk_16k", 2.5),
-    Target("pingpong", 2.5),
-    Target("pingpong", 0.9, against="trio_tcp"),
-    Target("handshake_ecdsa", 1.3),
-    Target("handshake_rsa", 1.3),
-    Target("memory_server", 1.0),
-)
+#: The contender whose figures :func:`against_ceilings` explains.
+SUBJECT: Final = "trio_tls"
 
 
 def _round_ratios(
@@ -190,32 +181,81 @@ def _round_ratios(
     ]
 
 
-def targets(results: Sequence[Result], contender: str = "trio_tls") -> list[str]:
-    """One line per issue-3 target that this run can check, saying whether it is met.
+def _median_ratio(
+    results: Sequence[Result], workload: str, tls: str, a: str, b: str
+) -> float | None:
+    ratios = _round_ratios(results, workload, tls, a, b)
+    return statistics.median(ratios) if ratios else None
 
-    When the run measured ``trio_tls_engine`` too, each line also gives that contender's
-    ratio: the most this design can reach here, so a target it misses is out of reach.
+
+def _share(results: Sequence[Result], workload: Workload, tls: str, ceiling: str) -> str:
+    """How much of *ceiling*'s figure trio_tls reaches: 100% is as good as the ceiling."""
+    # For memory, less is better: the share is the ceiling's size over trio_tls's.
+    a, b = (SUBJECT, ceiling) if workload.higher_is_better else (ceiling, SUBJECT)
+    ratio = _median_ratio(results, workload.name, tls, a, b)
+    return "-" if ratio is None else f"{ratio:.0%}"
+
+
+def against_ceilings(results: Sequence[Result], mode: Mode) -> str:
+    """trio_tls's figures as ratios to trio.SSLStream and as shares of its two ceilings.
+
+    Each number is the median, over rounds, of a ratio taken within one round, so
+    the machine's drift between rounds cancels out. Empty if trio_tls did not run.
     """
-    lines = []
+    if not any(r.get("ok") and r["contender"] == SUBJECT for r in results):
+        return ""
+    subject = CONTENDERS_BY_NAME[SUBJECT].label
+    baseline = CONTENDERS_BY_NAME[BASELINE].label
+    header = f"| workload | vs {baseline} | " + " | ".join(
+        f"share of {CONTENDERS_BY_NAME[c].label}" for c in CEILINGS
+    )
+    lines: list[str] = []
     for tls in sorted({r["tls"] for r in results}, reverse=True):
-        for target in TARGETS:
-            ratios = _round_ratios(results, target.workload, tls, contender, target.against)
-            if not ratios:
+        lines += [f"### {subject} against {baseline} and its ceilings, TLS {tls}", ""]
+        if mode is Mode.QUICK:
+            lines += [
+                "Quick mode, small sizes: these ratios are a smoke test, not a measurement"
+                " (measure with --full).",
+                "",
+            ]
+        lines += [header + " |", "|---|---:|" + "---:|" * len(CEILINGS)]
+        for workload in WORKLOADS:
+            ratio = _median_ratio(results, workload.name, tls, SUBJECT, BASELINE)
+            shares = [_share(results, workload, tls, c) for c in CEILINGS]
+            if ratio is None and all(share == "-" for share in shares):
                 continue
-            ratio = statistics.median(ratios)
-            lower = not WORKLOADS_BY_NAME[target.workload].higher_is_better
-            met = ratio <= target.threshold if lower else ratio >= target.threshold
-            sign = "<=" if lower else ">="
-            against = CONTENDERS_BY_NAME[target.against].label
-            line = (
-                f"- TLS {tls} {target.workload}: {CONTENDERS_BY_NAME[contender].label} / {against}"
-                f" = {ratio:.2f} (target {sign} {target.threshold:.1f}): {'met' if met else 'NOT met'}"
+            direction = "↑" if workload.higher_is_better else "↓"
+            cells = ["-" if ratio is None else f"{ratio:.2f}x", *shares]
+            lines.append(
+                f"| {workload.name} ({workload.unit} {direction}) | " + " | ".join(cells) + " |"
             )
-            ceiling = _round_ratios(results, target.workload, tls, CEILING, target.against)
-            if ceiling and contender != CEILING:
-                line += f"; engine without driver: {statistics.median(ceiling):.2f}"
-            lines.append(line)
-    return lines
+        lines.append("")
+    lines += [
+        "Each figure is the median over rounds of a ratio taken within one round.",
+        f"'vs {baseline}' is {subject}'s figure over {baseline}'s (for ↓ rows, lower is better).",
+        f"A share is how much of a ceiling's figure {subject} reaches (for ↓ rows, the",
+        "ceiling's figure over its own), so 100% means as good as that ceiling.",
+    ]
+    return "\n".join(lines)
+
+
+#: Wide enough for every name and label, so that the progress values form one column.
+_WORKLOAD_WIDTH: Final = max(len(w.name) for w in WORKLOADS)
+_LABEL_WIDTH: Final = max(len(c.label) for c in CONTENDERS)
+
+
+def progress(index: int, total: int, result: Result, seconds: float) -> str:
+    """One line saying which run finished and what it measured (or why it failed)."""
+    workload = WORKLOADS_BY_NAME[result["workload"]]
+    label = CONTENDERS_BY_NAME[result["contender"]].label
+    if result.get("ok"):
+        outcome = f"{result['value']:>12,.1f} {workload.unit}"
+    else:
+        outcome = f"FAILED: {result.get('error')}"
+    return (
+        f"[{index:>{len(str(total))}}/{total}] r{result['round'] + 1} TLS {result['tls']}"
+        f" {workload.name:<{_WORKLOAD_WIDTH}} {label:<{_LABEL_WIDTH}} {outcome} ({seconds:.1f} s)"
+    )
 
 
 def write_json(path: Path, report: dict[str, Any], summaries: Sequence[Summary]) -> None:

@@ -62,7 +62,7 @@ def _names(text: str, known: Sequence[str], what: str) -> list[str]:
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m trio_tls bench",
+        prog="trio-tls bench",
         description="Compare trio_tls with trio.SSLStream and other TLS stacks on loopback.",
     )
     size = parser.add_mutually_exclusive_group()
@@ -78,7 +78,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         action="store_const",
         const=Mode.FULL,
         dest="mode",
-        help="issue sizes (500 idle, 1,000 concurrent), TLS 1.3 and 1.2, 3 rounds",
+        help="full sizes (500 idle, 1,000 concurrent connections), TLS 1.3 and 1.2, 3 rounds",
     )
     parser.add_argument(
         "--contenders",
@@ -116,8 +116,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args.mode = args.mode or Mode.QUICK
     if args.rounds is not None and args.rounds < 1:
         parser.error("--rounds must be at least 1")
-    if args.scale <= 0:
-        parser.error("--scale must be positive")
+    if not 0 < args.scale < float("inf"):  # also false for nan
+        parser.error("--scale must be a positive finite number")
     return args
 
 
@@ -184,18 +184,7 @@ def _slim(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _progress(index: int, total: int, result: dict[str, Any], seconds: float) -> None:
-    workload = WORKLOADS_BY_NAME[result["workload"]]
-    label = CONTENDERS_BY_NAME[result["contender"]].label
-    if result.get("ok"):
-        outcome = f"{result['value']:>12,.1f} {workload.unit}"
-    else:
-        outcome = f"FAILED: {result.get('error')}"
-    print(
-        f"[{index:>3}/{total}] r{result['round'] + 1} TLS {result['tls']} {workload.name:<16}"
-        f" {label:<31} {outcome} ({seconds:.1f} s)",
-        file=sys.stderr,
-        flush=True,
-    )
+    print(_report.progress(index, total, result, seconds), file=sys.stderr, flush=True)
 
 
 def _select(args: argparse.Namespace) -> tuple[list[Contender], dict[str, str]]:
@@ -290,9 +279,8 @@ def _run_matrix(
         "errors": errors,
     }
     print(_report.table(summaries, ceiling))
-    goals = _report.targets(results)
-    if goals:
-        print("\nIssue 3 targets (medians of per-round ratios):", *goals, sep="\n")
+    if ceilings := _report.against_ceilings(results, mode):
+        print(f"\n{ceilings}")
     for name, reason in skipped.items():
         print(f"\nSkipped {CONTENDERS_BY_NAME[name].label}: {reason}")
     if BASELINE not in {c.name for c in contenders}:

@@ -2,7 +2,8 @@
 
 Everything is real: a fresh trustme CA, a listening socket on 127.0.0.1 with
 a port chosen by the kernel, a full handshake, 64 KiB echoed back, and a
-close_notify that the server sees as a clean end of stream.
+close_notify each way. Both sides count their bytes once the connection is
+closed, so what one side sent is exactly what the other received.
 """
 
 from __future__ import annotations
@@ -17,16 +18,19 @@ from functools import partial
 import trio
 import trustme
 
-from . import _cli_output as out
-from ._cli_failure import Failure, causes, explain
-from ._cli_tls import Summary, add_version_flags, bound_address, pin_version, summarize
-from ._listener import open_ssl_over_tcp_stream, serve_ssl_over_tcp
-from ._stream import SSLStream
+from .._listener import default_client_context, open_ssl_over_tcp_stream, serve_ssl_over_tcp
+from .._stream import SSLStream
+from . import options
+from . import output as out
+from .failure import Failure, causes, explain
+from .tls import Summary, bound_address, pin_version, summarize
 
 #: Big enough to take many TLS records (16 KiB each), small enough to be instant.
 PAYLOAD_SIZE = 64 * 1024
 #: The whole demo normally takes milliseconds; this only stops a hang.
 DEADLINE = 10.0
+#: How long the client waits for the server's close_notify after sending its own.
+CLOSE_WAIT = 2.0
 ALPN = "trio-tls-demo"
 
 Stream = SSLStream[trio.SocketStream]
@@ -45,7 +49,7 @@ class Sides:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_version_flags(parser)
+    options.add_version_flags(parser)
     parser.set_defaults(run=run)
 
 
@@ -90,7 +94,7 @@ def _contexts(version: ssl.TLSVersion | None) -> tuple[ssl.SSLContext, ssl.SSLCo
     ca = trustme.CA()
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost", "127.0.0.1").configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
+    client_ctx = default_client_context()  # what trio_tls's client helpers use
     ca.configure_trust(client_ctx)
     for ctx in (server_ctx, client_ctx):
         pin_version(ctx, version)
@@ -99,7 +103,11 @@ def _contexts(version: ssl.TLSVersion | None) -> tuple[ssl.SSLContext, ssl.SSLCo
 
 
 async def _client(ctx: ssl.SSLContext, payload: bytes, sides: Sides) -> None:
-    stream = await open_ssl_over_tcp_stream("127.0.0.1", sides.port, ssl_context=ctx)
+    # close_timeout: aclose() waits for the server's close_notify, so that the client
+    # has received every byte the server sent, its close_notify included.
+    stream = await open_ssl_over_tcp_stream(
+        "127.0.0.1", sides.port, ssl_context=ctx, close_timeout=CLOSE_WAIT
+    )
     await stream.do_handshake()
     received = bytearray()
     start = time.perf_counter()
@@ -118,8 +126,10 @@ async def _client(ctx: ssl.SSLContext, payload: bytes, sides: Sides) -> None:
         await stream.send_all(payload)
     sides.seconds = time.perf_counter() - start
     sides.echoed = bytes(received)
-    sides.client = summarize(stream)
-    await stream.aclose()  # sends close_notify; the server sees b"" and closes too
+    negotiated = summarize(stream)
+    await stream.aclose()  # close_notify both ways: the server sees b"" and closes too
+    # Counted after closing, so that each side's close_notify is in both sides' totals.
+    sides.client = negotiated.counted(stream.statistics())
 
 
 async def _server(stream: Stream, *, sides: Sides) -> None:
@@ -128,8 +138,9 @@ async def _server(stream: Stream, *, sides: Sides) -> None:
     # without it raises BrokenResourceError, so reaching the end proves a clean close.
     while data := await stream.receive_some():
         await stream.send_all(data)
-    sides.server = summarize(stream)
+    negotiated = summarize(stream)
     await stream.aclose()
+    sides.server = negotiated.counted(stream.statistics())
     sides.server_done.set()
 
 
@@ -161,5 +172,5 @@ def _text(sides: Sides) -> list[str]:
         *out.columns(rows[0], rows[1:]),
         "",
         f"echoed {len(sides.echoed):,} bytes intact in {out.duration(sides.seconds)} after the handshake;"
-        " the client sent close_notify and the server saw a clean end of stream.",
+        " each side closed with close_notify, and the server saw a clean end of stream.",
     ]

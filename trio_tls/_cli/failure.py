@@ -17,8 +17,9 @@ from collections.abc import Iterator, Sequence
 
 import trio
 
-from . import _cli_output as out
-from ._cli_certs import CertInfo
+from .._engine import _is_eof
+from . import output as out
+from .certs import CertInfo
 
 # OpenSSL X509_V_ERR_* codes (include/openssl/x509_vfy.h); stable across 1.1 and 3.x.
 _UNABLE_TO_GET_ISSUER_CERT = 2
@@ -77,6 +78,14 @@ _SERVER_VIEW = {
 
 class Failure(Exception):
     """A command failed for a reason the user caused or can fix; ``str()`` says it."""
+
+
+class UsageError(Exception):
+    """The command line asks for something that cannot be done (exit status 2).
+
+    ``str()`` names the option and what is wrong with its value, as argparse does
+    for the errors it can see itself.
+    """
 
 
 def causes(exc: BaseException) -> Iterator[BaseException]:
@@ -148,7 +157,7 @@ def _os_error(errors: Sequence[OSError], peer: str) -> str:
 
 
 def _ssl_error(err: ssl.SSLError, peer: str) -> str:
-    if isinstance(err, ssl.SSLEOFError) or ssl_reason(err) == "UNEXPECTED_EOF_WHILE_READING":
+    if _is_eof(err):
         return f"the {peer} closed the connection"
     reason = ssl_reason(err)
     view = _CLIENT_VIEW if peer == "server" else _SERVER_VIEW

@@ -25,19 +25,21 @@ from typing import Literal
 import trio
 import trustme
 
-from . import _cli_output as out
-from ._cli_certs import parse_der
-from ._cli_failure import explain
-from ._cli_tls import (
-    add_version_flags,
+from .._engine import _is_eof
+from .._listener import SSLListener, open_ssl_over_tcp_listeners
+from .._stream import SSLStream
+from . import options
+from . import output as out
+from .certs import parse_der
+from .failure import UsageError, explain
+from .loading import identity, trust
+from .options import Address
+from .tls import (
     bound_address,
     close_quietly,
-    parse_alpn,
     pin_version,
     summarize,
 )
-from ._listener import SSLListener, open_ssl_over_tcp_listeners
-from ._stream import SSLStream
 
 #: An HTTP request head larger than this is refused; browsers send about 1 KiB.
 MAX_REQUEST_HEAD = 64 * 1024
@@ -67,7 +69,7 @@ class ServeOptions:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
         mode: Literal["echo", "http"] = "http" if args.http else "echo"
-        alpn = args.alpn if args.alpn is not None else ("http/1.1" if mode == "http" else "")
+        alpn = args.alpn if args.alpn is not None else ("http/1.1",) if mode == "http" else ()
         return cls(
             host=args.host,
             port=args.port,
@@ -76,7 +78,7 @@ class ServeOptions:
             trustme=args.trustme,
             ca_out=args.ca_out,
             mode=mode,
-            alpn=tuple(parse_alpn(alpn)),
+            alpn=alpn,
             client_ca=args.client_ca,
             tls_version=args.tls_version,
             max_connections=args.max_connections,
@@ -92,6 +94,8 @@ class Tally:
     limit: int | None
     finished: int = 0
     failed: int = 0
+    #: The signal that stopped the server, if one did.
+    stopped_by: int | None = None
 
     def done(self, *, ok: bool) -> None:
         self.finished += 1
@@ -102,25 +106,27 @@ class Tally:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+        "--host",
+        default="127.0.0.1",
+        type=options.host,
+        help="address to listen on (default 127.0.0.1)",
     )
     parser.add_argument(
         "--port",
-        type=int,
+        type=options.listen_port,
         default=4433,
         help="port to listen on; 0 picks a free one (default 4433)",
     )
-    who = parser.add_mutually_exclusive_group()
-    who.add_argument("--cert", metavar="FILE", help="server certificate chain (PEM)")
+    who = options.add_certificate(parser, whose="server")
     who.add_argument(
         "--trustme",
         metavar="NAME",
+        type=options.certificate_name,
         default="localhost",
-        help="mint a throwaway CA and a certificate for NAME, 127.0.0.1 and ::1 (the default, for localhost)",
+        help="mint a throwaway CA and a certificate for NAME, 127.0.0.1 and ::1"
+        " (the default, for localhost)",
     )
-    parser.add_argument(
-        "--key", metavar="FILE", help="private key for --cert (default: read it from --cert)"
-    )
+    options.add_key(parser)
     parser.add_argument(
         "--ca-out",
         metavar="FILE",
@@ -133,78 +139,68 @@ def configure(parser: argparse.ArgumentParser) -> None:
     what.add_argument(
         "--http", action="store_true", help="answer each connection with a small HTTP/1.1 page"
     )
-    parser.add_argument(
-        "--alpn",
-        metavar="LIST",
-        help="ALPN protocols to accept, by preference (default: http/1.1 with --http)",
+    options.add_alpn(
+        parser, help="ALPN protocols to accept, by preference (default: http/1.1 with --http)"
     )
     parser.add_argument(
         "--client-ca", metavar="FILE", help="require client certificates issued by a CA in FILE"
     )
-    add_version_flags(parser)
+    options.add_version_flags(parser)
     parser.add_argument(
         "--max-connections",
-        type=positive_int,
+        type=options.count,
         metavar="N",
         help="exit after N connections have finished",
     )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="drop a client that stays silent this long (default 30)",
-    )
+    options.add_timeout(parser, default=30.0, help="drop a client that stays silent this long")
     parser.set_defaults(run=run)
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
+    options.check_certificate(args)
     opts = ServeOptions.from_args(args)
-    if opts.key is not None and opts.cert is None:
-        out.fail("--key needs --cert")
-        return 2
-    try:
-        with _server_context(opts) as (ctx, description):
-            return _run_server(opts, ctx, description)
-    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        out.fail(f"serve: cannot load the certificates: {exc}")
-        return 1
+    if opts.ca_out is not None and opts.cert is not None:
+        raise UsageError("--ca-out writes the CA of a --trustme certificate, not of --cert")
+    with _server_context(opts) as (ctx, description):
+        return _run_server(opts, ctx, description)
 
 
 def _run_server(opts: ServeOptions, ctx: ssl.SSLContext, description: list[out.Row]) -> int:
     try:
-        trio.run(serve, opts, ctx, description)
+        stopped_by = trio.run(serve, opts, ctx, description)
     except OSError as exc:  # connection handlers catch their own: this is the listener
-        out.fail(f"serve: cannot listen on {opts.host}:{opts.port}: {exc.strerror or exc}")
+        out.fail(f"serve: cannot listen on {_address(opts.host, opts.port)}: {exc.strerror or exc}")
         return 1
-    return 0
+    # Ctrl-C ends the server as it ends any command; `kill` (SIGTERM) is a normal stop.
+    return 128 + signal.SIGINT if stopped_by == signal.SIGINT else 0
 
 
 @contextmanager
 def _server_context(opts: ServeOptions) -> Iterator[tuple[ssl.SSLContext, list[out.Row]]]:
-    """The server's context, and rows describing its certificate for the banner."""
+    """The server's context, and rows describing its certificate for the banner.
+
+    Raises :exc:`UsageError` naming the option whose file cannot be used.
+    """
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     pin_version(ctx, opts.tls_version)
     if opts.alpn:
         ctx.set_alpn_protocols(list(opts.alpn))
     if opts.client_ca is not None:
         ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(opts.client_ca)
+        trust(ctx, "--client-ca", opts.client_ca)
     if opts.cert is not None:
-        ctx.load_cert_chain(opts.cert, opts.key)
+        identity(ctx, opts.cert, opts.key)
         yield ctx, [("certificate", opts.cert)]
         return
     with _ca_file(opts.ca_out) as ca_path:
         ca = trustme.CA()
         ca.issue_cert(opts.trustme, "127.0.0.1", "::1").configure_cert(ctx)
-        ca.cert_pem.write_to_path(str(ca_path))
+        try:
+            ca.cert_pem.write_to_path(str(ca_path))
+        except OSError as exc:
+            raise UsageError(
+                f"--ca-out {ca_path}: cannot write it: {exc.strerror or exc}"
+            ) from None
         yield (
             ctx,
             [
@@ -226,32 +222,38 @@ def _ca_file(requested: str | None) -> Iterator[Path]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-async def serve(opts: ServeOptions, ctx: ssl.SSLContext, description: list[out.Row]) -> None:
-    # Catch SIGTERM before the banner says we are up, so that ``kill PID`` is a clean
-    # stop, like Ctrl-C, from the first moment: the throwaway CA file is removed.
-    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+async def serve(opts: ServeOptions, ctx: ssl.SSLContext, description: list[out.Row]) -> int | None:
+    """Serve until ``--max-connections``, SIGTERM or Ctrl-C; the signal that stopped us."""
+    # Catch the signals before the banner says we are up, so that Ctrl-C and ``kill PID``
+    # are a clean stop from the first moment: the summary is printed and the throwaway
+    # CA file removed. Ctrl-C would otherwise raise KeyboardInterrupt wherever the
+    # program happens to be, out of the nursery as an exception group.
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         # Listen before opening the nursery, so that a port in use is a plain OSError
         # for run() to report rather than one wrapped in an exception group.
         listeners = await open_ssl_over_tcp_listeners(
             opts.port,
             ctx,
             host=opts.host,
-            # Browsers and curl often skip close_notify; that is no error for HTTP.
-            https_compatible=opts.mode == "http",
+            # Not https_compatible, even for HTTP: that would also skip our close_notify,
+            # which TLS 1.3 requires (RFC 8446 section 6.1) and strict clients check for.
+            # HTTP clients' own missing close_notify is tolerated where it is read.
             handshake_timeout=opts.timeout,
         )
         async with trio.open_nursery() as nursery:
             tally = Tally(nursery.cancel_scope, opts.max_connections)
             handler = partial(handle, opts=opts, tally=tally)
             nursery.start_soon(trio.serve_listeners, handler, listeners)
-            nursery.start_soon(_cancel_on_signal, signals, nursery.cancel_scope)
+            nursery.start_soon(_stop_on_signal, signals, tally)
             _banner(opts, listeners, description)
     out.emit([f"served {out.plural(tally.finished, 'connection')} ({tally.failed} failed)"])
+    return tally.stopped_by
 
 
-async def _cancel_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
-    async for _ in signals:
-        scope.cancel()
+async def _stop_on_signal(signals: AsyncIterator[int], tally: Tally) -> None:
+    async for signum in signals:
+        tally.stopped_by = signum
+        tally.scope.cancel()
         return
 
 
@@ -261,13 +263,12 @@ def _banner(
     description: list[out.Row],
 ) -> None:
     addresses = [_address(*bound_address(listener)) for listener in listeners]
-    port = bound_address(listeners[0])[1]
+    first = Address(*bound_address(listeners[0]))
     rows = [*description, ("ALPN", ", ".join(opts.alpn) or "(none)")]
     if opts.client_ca:
         rows.append(("client certs", f"required, from a CA in {opts.client_ca}"))
     if opts.mode == "http" and opts.cert is None:
-        ca = dict(description)["CA file"]
-        rows.append(("try", f"curl --cacert {ca} https://{opts.trustme}:{port}/"))
+        rows.append(("try", _curl(opts, dict(description)["CA file"], first)))
     lines = [
         f"serving TLS ({opts.mode}) on {', '.join(addresses)}",
         *out.table(rows),
@@ -277,12 +278,36 @@ def _banner(
     out.emit(lines)
 
 
+def _curl(opts: ServeOptions, ca: str, address: Address) -> str:
+    """A curl command line that works, as printed, against this server."""
+    words = ["curl", "--cacert", ca]
+    if opts.client_ca is not None:
+        # Placeholders: only the user has a certificate from their --client-ca.
+        words += ["--cert", "CLIENT-CERT.pem", "--key", "CLIENT-KEY.pem"]
+    name = opts.trustme.replace("*", "www", 1)  # any name a wildcard covers will do
+    if name != "localhost" and not options.is_ip(name):
+        # The certificate's name need not resolve to us: tell curl where it is.
+        words += ["--resolve", f"{name}:{address.port}:{_curl_ip(address.host)}"]
+    url_host = f"[{name}]" if ":" in name else name
+    return " ".join([*words, f"https://{url_host}:{address.port}/"])
+
+
+def _curl_ip(host: str) -> str:
+    if host in ("0.0.0.0", "::"):  # listening everywhere: loopback reaches us
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    return f"[{host}]" if ":" in host else host
+
+
 def _address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return str(Address(host, port))
 
 
 async def handle(stream: Stream, *, opts: ServeOptions, tally: Tally) -> None:
-    """Serve one client; never raise, since that would take the whole server down."""
+    """Serve one client.
+
+    Its failures are logged, never raised, since that would take the whole server
+    down; only a closed standard output (:exc:`OutputClosed`) stops everything.
+    """
     peer = _address(*stream.transport_stream.socket.getpeername()[:2])
     ok = False
     try:
@@ -330,12 +355,29 @@ def _log_line(*cells: str) -> str:
 
 
 async def _echo(stream: Stream, opts: ServeOptions) -> None:
+    # Strict: an echo client that hangs up without close_notify is logged as failing,
+    # which is what someone testing a TLS client wants to know.
     while True:
         with trio.fail_after(opts.timeout):
             data = await stream.receive_some()
         if not data:
             return
         await stream.send_all(data)
+
+
+async def _receive_http(stream: Stream, opts: ServeOptions) -> bytes:
+    """The client's next data; ``b""`` once it is done, with or without close_notify.
+
+    HTTP clients (browsers, curl) often just close the connection, and HTTP knows
+    where a request ends, so a truncated one is caught as incomplete anyway.
+    """
+    try:
+        with trio.fail_after(opts.timeout):
+            return await stream.receive_some()
+    except trio.BrokenResourceError as exc:
+        if _is_eof(exc.__cause__):
+            return b""
+        raise
 
 
 async def _http(stream: Stream, opts: ServeOptions) -> None:
@@ -365,9 +407,7 @@ async def _read_head(stream: Stream, opts: ServeOptions) -> bytes:
     while b"\r\n\r\n" not in head:
         if len(head) > MAX_REQUEST_HEAD:
             raise BadRequest("request head too large")
-        with trio.fail_after(opts.timeout):
-            data = await stream.receive_some()
-        if not data:
+        if not (data := await _receive_http(stream, opts)):
             raise BadRequest("the client closed before finishing its request")
         head += data
     return bytes(head)

@@ -1,46 +1,25 @@
-"""TLS plumbing shared by the commands: contexts, version flags, summaries."""
+"""TLS plumbing shared by the commands: contexts, summaries, closing."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ssl
 from dataclasses import dataclass, replace
 
 import trio
 
-from . import _cli_output as out
-from ._listener import SSLListener
-from ._statistics import TLSStatistics
-from ._stream import SSLStream
+from .._listener import SSLListener, default_client_context
+from .._statistics import TLSStatistics
+from .._stream import SSLStream
+from . import output as out
 
 #: close_notify is a courtesy; never let a peer that does not read hold us up.
 CLOSE_TIMEOUT = 1.0
-
-#: The ``--tls1.2`` / ``--tls1.3`` switches, shared by every command.
-VERSION_FLAGS = {"--tls1.2": ssl.TLSVersion.TLSv1_2, "--tls1.3": ssl.TLSVersion.TLSv1_3}
-
-
-def add_version_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_mutually_exclusive_group()
-    for flag, version in VERSION_FLAGS.items():
-        group.add_argument(
-            flag,
-            dest="tls_version",
-            action="store_const",
-            const=version,
-            help=f"allow only TLS {flag[5:]} (default: whatever both sides support)",
-        )
 
 
 def pin_version(ctx: ssl.SSLContext, version: ssl.TLSVersion | None) -> None:
     if version is not None:
         ctx.minimum_version = ctx.maximum_version = version
-
-
-def parse_alpn(text: str | None) -> list[str]:
-    """``"h2,http/1.1"`` -> ``["h2", "http/1.1"]``; empty entries are dropped."""
-    return [p.strip() for p in (text or "").split(",") if p.strip()]
 
 
 def client_context(
@@ -49,23 +28,27 @@ def client_context(
     cert: str | None = None,
     key: str | None = None,
     version: ssl.TLSVersion | None = None,
-    alpn: list[str] | None = None,
+    alpn: tuple[str, ...] = (),
     insecure: bool = False,
 ) -> ssl.SSLContext:
-    """A client context with the stdlib's secure defaults, then the user's choices."""
-    ctx = ssl.create_default_context(cafile=cafile)
-    # As trio_tls.default_client_context does: without this flag cleared, OpenSSL
-    # would report a truncated connection as a clean close.
-    ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+    """trio_tls's default client context, then the user's choices.
+
+    Raises :exc:`UsageError` naming the option whose file cannot be used.
+    """
+    # Verification on, TLS 1.2 or later, and a truncated connection never reported
+    # as a clean close: connect tells the two apart.
+    ctx = default_client_context()
+    if cafile is not None:
+        trust(ctx, "--cafile", cafile)
     if insecure:
         # Order matters: verify_mode cannot be CERT_NONE while check_hostname is on.
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     if cert is not None:
-        ctx.load_cert_chain(cert, key)
+        identity(ctx, cert, key)
     pin_version(ctx, version)
     if alpn:
-        ctx.set_alpn_protocols(alpn)
+        ctx.set_alpn_protocols(list(alpn))
     return ctx
 
 

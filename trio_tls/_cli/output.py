@@ -35,17 +35,28 @@ def columns(header: Sequence[str], rows: Iterable[Sequence[str]], *, indent: int
     ]
 
 
+class OutputClosed(Exception):
+    """Standard output was closed by its reader (``trio-tls serve | head``).
+
+    Not an OSError, so that no handler of socket errors can mistake it for one.
+    """
+
+
 def emit(lines: Iterable[str]) -> None:
     """Print *lines* and flush at once, so a pipe or a test sees them immediately."""
-    for line in lines:
-        sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    _write("".join(line + "\n" for line in lines))
 
 
 def emit_json(document: object) -> None:
-    json.dump(document, sys.stdout, indent=2, sort_keys=False)
-    sys.stdout.write("\n")
-    sys.stdout.flush()
+    _write(json.dumps(document, indent=2, sort_keys=False) + "\n")
+
+
+def _write(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError as exc:
+        raise OutputClosed from exc
 
 
 def fail(message: str) -> None:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
-from . import _cli_output as out
-
-if TYPE_CHECKING:
-    from ._cli_connect import ConnectOptions, Outcome
+from .. import output as out
+from .model import ConnectOptions, Outcome
 
 
 def success(opts: ConnectOptions, outcome: Outcome) -> None:
@@ -22,7 +19,7 @@ def failure(opts: ConnectOptions, reason: str) -> None:
     if opts.json:
         out.emit_json({"ok": False, **_target(opts), "error": reason})
     else:
-        out.fail(f"connect {opts.host}:{opts.port}: {reason}")
+        out.fail(f"connect {opts.address}: {reason}")
 
 
 def _target(opts: ConnectOptions) -> dict[str, object]:
@@ -60,7 +57,7 @@ def _text(opts: ConnectOptions, outcome: Outcome) -> list[str]:
     if opts.reconnect:
         rows.insert(4, ("reconnected", "yes, offering the first connection's session"))
     lines = [
-        f"connected to {opts.host}:{opts.port} (server name {opts.expected_name})",
+        f"connected to {opts.address} (server name {opts.expected_name})",
         *out.table(rows),
     ]
     lines += ["", *_chain_text(outcome)]
