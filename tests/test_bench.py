@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from trio_tls._bench import _report, _runner
+from trio_tls._bench import _jobs, _report
 from trio_tls._bench._certs import mint
-from trio_tls._bench._runner import _check_version, _plan, run_worker
+from trio_tls._bench._jobs import check_version, run_worker
+from trio_tls._bench._runner import _plan
 from trio_tls._bench._spec import (
     CONTENDERS_BY_NAME,
     WORKLOADS_BY_NAME,
@@ -93,6 +94,12 @@ def test_unknown_contender_is_a_usage_error() -> None:
     assert "nonesuch" in done.stderr
 
 
+def test_help_names_the_command_as_the_cli_does() -> None:
+    done = _run_bench("--help")
+    assert done.returncode == 0
+    assert done.stdout.startswith("usage: trio-tls bench ")
+
+
 def _result(contender: str, round_: int, value: float, **extra: float) -> dict[str, Any]:
     return {
         "ok": True,
@@ -147,11 +154,11 @@ def test_plan_interleaves_contenders_and_rotates_each_round() -> None:
 
 def test_a_wrong_negotiated_version_is_an_error() -> None:
     ok = {"ok": True, "tls": "1.2", "version": "TLSv1.2"}
-    assert _check_version(ok) is ok
-    wrong = _check_version({"ok": True, "tls": "1.2", "version": "TLSv1.3"})
+    assert check_version(ok) is ok
+    wrong = check_version({"ok": True, "tls": "1.2", "version": "TLSv1.3"})
     assert wrong["ok"] is False
     assert "TLSv1.3" in wrong["error"]
-    assert _check_version({"ok": True, "tls": "1.3", "version": None})["ok"] is True
+    assert check_version({"ok": True, "tls": "1.3", "version": None})["ok"] is True
 
 
 def test_a_contender_with_a_missing_package_is_skipped_with_the_reason() -> None:
@@ -185,7 +192,7 @@ def test_a_worker_that_overruns_its_timeout_reports_an_error(tmp_path: Path) -> 
 def test_a_worker_past_the_grace_period_is_killed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_runner, "_KILL_GRACE_S", 0.0)
+    monkeypatch.setattr(_jobs, "_KILL_GRACE_S", 0.0)
     workload = WORKLOADS_BY_NAME["pingpong"]
     # 50 ms is less than a Python start-up, so the runner must kill the worker's group.
     job = Job(

@@ -13,12 +13,8 @@ Method (also in notes/benchmarks.md):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
-import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +23,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from . import _certs, _machine, _report
+from ._jobs import Batch, run_worker
+from ._profile import profile_cells
 from ._spec import (
     BASELINE,
     CONTENDERS,
@@ -37,17 +35,12 @@ from ._spec import (
     WORKLOADS,
     WORKLOADS_BY_NAME,
     Contender,
-    Job,
     Kind,
     Mode,
     Workload,
     job_params,
     missing_requirement,
 )
-
-#: Seconds a worker may spend on its workload, per mode; the runner kills it a little later.
-JOB_TIMEOUT: Final = {Mode.QUICK: 30.0, Mode.FULL: 90.0}
-_KILL_GRACE_S: Final = 15.0
 
 
 def _names(text: str, known: Sequence[str], what: str) -> list[str]:
@@ -60,26 +53,23 @@ def _names(text: str, known: Sequence[str], what: str) -> list[str]:
     return names
 
 
+_MODE_HELP: Final = {
+    Mode.QUICK: "small sizes, TLS 1.3, 1 round: under a minute (default)",
+    Mode.FULL: "issue sizes (500 idle, 1,000 concurrent), TLS 1.3 and 1.2, 3 rounds",
+}
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m trio_tls bench",
+        # The name the other commands' help uses; `python -m trio_tls bench` is the same.
+        prog="trio-tls bench",
         description="Compare trio_tls with trio.SSLStream and other TLS stacks on loopback.",
     )
     size = parser.add_mutually_exclusive_group()
-    size.add_argument(
-        "--quick",
-        action="store_const",
-        const=Mode.QUICK,
-        dest="mode",
-        help="small sizes, TLS 1.3, 1 round: under a minute (default)",
-    )
-    size.add_argument(
-        "--full",
-        action="store_const",
-        const=Mode.FULL,
-        dest="mode",
-        help="issue sizes (500 idle, 1,000 concurrent), TLS 1.3 and 1.2, 3 rounds",
-    )
+    for mode, text in _MODE_HELP.items():
+        size.add_argument(
+            f"--{mode.value}", action="store_const", const=mode, dest="mode", help=text
+        )
     parser.add_argument(
         "--contenders",
         type=lambda t: _names(t, list(CONTENDERS_BY_NAME), "contender"),
@@ -134,51 +124,6 @@ def _plan(
     return plan
 
 
-def run_worker(job: Job) -> dict[str, Any]:
-    """Run one job in a fresh process group; kill the whole group if it overruns."""
-    command = [sys.executable, "-m", "trio_tls._bench._worker", job.to_json()]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    ) as process:
-        try:
-            stdout, stderr = process.communicate(timeout=job.timeout + _KILL_GRACE_S)
-        except BaseException as exc:  # overrun, or the user pressed Ctrl-C
-            # The worker is still alive, so its process group (worker + memory peer) is ours
-            # to end. A worker that exits by itself has already ended its peer, and a peer
-            # outlives a crashed worker only until its stdin closes or its deadline passes.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()  # reap it and drain the pipes
-            if not isinstance(exc, subprocess.TimeoutExpired):
-                raise
-            stdout, stderr = "", f"killed after {job.timeout + _KILL_GRACE_S:.0f} s"
-    lines = stdout.strip().splitlines()
-    try:
-        result: dict[str, Any] = json.loads(lines[-1])
-    except (IndexError, ValueError):
-        tail = stderr.strip().splitlines()[-1:] or [f"exit status {process.returncode}"]
-        return {"ok": False, **_job_fields(job), "error": tail[0]}
-    return _check_version(result)
-
-
-def _job_fields(job: Job) -> dict[str, Any]:
-    return {
-        "contender": job.contender,
-        "workload": job.workload,
-        "tls": job.tls,
-        "round": job.round,
-        "params": job.params,
-    }
-
-
-def _check_version(result: dict[str, Any]) -> dict[str, Any]:
-    # A contender that silently negotiated another TLS version would make the table a lie.
-    expected = "TLSv" + str(result["tls"])
-    if result.get("ok") and result.get("version") not in (None, expected):
-        return {**result, "ok": False, "error": f"negotiated {result['version']}, not {expected}"}
-    return result
-
-
 def _slim(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if k not in ("certs", "profile")}
 
@@ -225,25 +170,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="trio-tls-bench-") as certs:
         _certs.mint(Path(certs))
-        params = {w.name: job_params(w, mode, args.scale) for w in workloads}
+        batch = Batch(certs, {w.name: job_params(w, mode, args.scale) for w in workloads}, mode)
         if args.profile:
-            from ._profile import profile_cells
-
-            return profile_cells(args.profile, contenders, workloads, tls, certs, params, mode)
-        return _run_matrix(args, mode, contenders, skipped, workloads, tls, rounds, certs, params)
+            return profile_cells(args.profile, batch, contenders, workloads, tls)
+        return _run_matrix(args, batch, contenders, skipped, workloads, tls, rounds)
 
 
 def _run_matrix(
     args: argparse.Namespace,
-    mode: Mode,
+    batch: Batch,
     contenders: list[Contender],
     skipped: dict[str, str],
     workloads: Sequence[Workload],
     tls: Sequence[str],
     rounds: int,
-    certs: str,
-    params: dict[str, dict[str, Any]],
 ) -> int:
+    mode = batch.mode
     started = time.time()
     machine = _machine.describe()
     bulk = any(w.kind is Kind.BULK for w in workloads)
@@ -251,17 +193,8 @@ def _run_matrix(
     plan = _plan(contenders, workloads, tls, rounds)
     results = []
     for index, (round_, workload, version, contender) in enumerate(plan, start=1):
-        job = Job(
-            contender.name,
-            workload.name,
-            version,
-            certs,
-            params[workload.name],
-            JOB_TIMEOUT[mode],
-            round_,
-        )
         began = time.perf_counter()
-        result = run_worker(job)
+        result = run_worker(batch.job(contender.name, workload, version, round_))
         _progress(index, len(plan), result, time.perf_counter() - began)
         results.append(result)
     summaries = _report.summarize(results)
@@ -283,7 +216,7 @@ def _run_matrix(
         },
         "tls": list(tls),
         "rounds": rounds,
-        "params": params,
+        "params": batch.params,
         "ceiling": ceiling,
         # Per-run certs path and profile flag are plumbing, not results.
         "runs": [_slim(r) for r in results if r.get("ok")],

@@ -1,0 +1,98 @@
+"""One measurement, one fresh process: build the job, run the worker, read its JSON line.
+
+The matrix runner, ``--profile`` and the A/B comparison all launch workers through here, so
+they agree on timeouts, on how an overrunning worker is ended and on what a result holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ._spec import Job, Mode, Workload
+
+#: Seconds a worker may spend on its workload, per mode; the runner kills it a little later.
+JOB_TIMEOUT: Final = {Mode.QUICK: 30.0, Mode.FULL: 90.0}
+_KILL_GRACE_S: Final = 15.0
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What every job of one run shares: the certificates, the sizes and the mode."""
+
+    #: Directory of the PEM files minted for this run (see ``_certs.mint``).
+    certs: str
+    #: Parameters of each workload, by workload name (see ``_spec.job_params``).
+    params: dict[str, dict[str, Any]]
+    mode: Mode
+
+    def job(
+        self,
+        contender: str,
+        workload: Workload,
+        tls: str,
+        round_: int = 0,
+        profile: str | None = None,
+    ) -> Job:
+        return Job(
+            contender,
+            workload.name,
+            tls,
+            self.certs,
+            self.params[workload.name],
+            JOB_TIMEOUT[self.mode],
+            round_,
+            profile,
+        )
+
+
+def run_worker(job: Job) -> dict[str, Any]:
+    """Run one job in a fresh process group; kill the whole group if it overruns."""
+    command = [sys.executable, "-m", "trio_tls._bench._worker", job.to_json()]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=job.timeout + _KILL_GRACE_S)
+        except BaseException as exc:  # overrun, or the user pressed Ctrl-C
+            # The worker is still alive, so its process group (worker + memory peer) is ours
+            # to end. A worker that exits by itself has already ended its peer, and a peer
+            # outlives a crashed worker only until its stdin closes or its deadline passes.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()  # reap it and drain the pipes
+            if not isinstance(exc, subprocess.TimeoutExpired):
+                raise
+            stdout, stderr = "", f"killed after {job.timeout + _KILL_GRACE_S:.0f} s"
+    lines = stdout.strip().splitlines()
+    try:
+        result: dict[str, Any] = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        tail = stderr.strip().splitlines()[-1:] or [f"exit status {process.returncode}"]
+        return {"ok": False, **_job_fields(job), "error": tail[0]}
+    return check_version(result)
+
+
+def _job_fields(job: Job) -> dict[str, Any]:
+    return {
+        "contender": job.contender,
+        "workload": job.workload,
+        "tls": job.tls,
+        "round": job.round,
+        "params": job.params,
+    }
+
+
+def check_version(result: dict[str, Any]) -> dict[str, Any]:
+    """Turn a run that negotiated another TLS version than asked into a failed run."""
+    # A contender that silently negotiated another TLS version would make the table a lie.
+    expected = "TLSv" + str(result["tls"])
+    if result.get("ok") and result.get("version") not in (None, expected):
+        return {**result, "ok": False, "error": f"negotiated {result['version']}, not {expected}"}
+    return result
