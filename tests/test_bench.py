@@ -234,6 +234,43 @@ def test_engine_without_driver_runs_every_trio_workload_over_tls(tmp_path: Path)
     assert "engine without driver:" in done.stdout
 
 
+@pytest.mark.slow
+def test_every_family_runs_every_kind_of_workload(tmp_path: Path) -> None:
+    # One contender per family module besides trio (which the tests above run): the
+    # workloads are written once over each family's adapter, so each adapter must carry
+    # every kind of workload end to end, over TLS.
+    out = tmp_path / "bench.json"
+    kinds = "bulk_16k,pingpong,handshake_ecdsa,memory_server,memory_client,concurrent"
+    done = _run_bench(
+        "--quick",
+        "--contenders",
+        "anyio_trio,asyncio,blocking",
+        "--workloads",
+        kinds,
+        "--tls",
+        "1.2",
+        "--scale",
+        "0.02",
+        "--json",
+        str(out),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report: dict[str, Any] = json.loads(out.read_text())
+    assert report["errors"] == []
+    runs = report["runs"]
+    assert sorted((r["contender"], r["workload"]) for r in runs) == sorted(
+        (contender, workload)
+        for contender in ("anyio_trio", "asyncio", "blocking")
+        for workload in kinds.split(",")
+    )
+    memory = [r for r in runs if r["workload"].startswith("memory")]
+    # RSS over a handful of connections may not grow by a page; the traced heap does.
+    assert all("py_heap_kib" in r["extra"] for r in memory)
+    assert all(r["value"] > 0 for r in runs if r not in memory)
+    described = [r for r in runs if r["workload"] != "memory_server"]
+    assert {r["version"] for r in described} == {"TLSv1.2"}
+
+
 def test_targets_show_the_design_ceiling_beside_each_ratio() -> None:
     results = [
         _result("trio_ssl", 0, 100.0),
