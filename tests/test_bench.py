@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from trio_tls._bench import _jobs, _report
+from trio_tls._bench import _ab, _jobs, _report
 from trio_tls._bench._certs import mint
 from trio_tls._bench._jobs import check_version, run_worker
 from trio_tls._bench._runner import _plan
@@ -282,3 +282,172 @@ def test_targets_show_the_design_ceiling_beside_each_ratio() -> None:
     # Without the ceiling contender in the run, the line is the plain verdict.
     (plain,) = _report.targets(results[:2])
     assert plain.endswith("NOT met")
+
+
+def _checkout() -> Path:
+    try:
+        return _ab.checkout_root()
+    except _ab.SetupError as exc:
+        pytest.skip(f"the A/B comparison needs a git checkout: {exc}")
+
+
+def _git_show(root: Path, path: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(root), "show", f"HEAD:{path}"], capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
+def test_ab_copies_the_base_revision_and_the_working_tree_with_one_harness(
+    tmp_path: Path,
+) -> None:
+    root = _checkout()
+    a, b = _ab.materialise(root, "HEAD", tmp_path)
+    assert (a.name, a.label, b.name, b.label) == ("A", "HEAD", "B", "working tree")
+    assert (
+        a.commit
+        == subprocess.check_output(["git", "-C", str(root), "rev-parse", "HEAD"], text=True).strip()
+    )
+    # A is the revision as committed; B is the files as they are on disk.
+    engine = "trio_tls/_engine.py"
+    assert (a.tree / engine).read_text() == _git_show(root, engine)
+    assert (b.tree / engine).read_text() == (root / engine).read_text()
+    # Both run this checkout's harness, so only the library differs.
+    harness = "trio_tls/_bench/_workloads.py"
+    assert (a.tree / harness).read_text() == (root / harness).read_text()
+    assert not list(a.tree.rglob("__pycache__"))
+
+
+def test_ab_rejects_a_revision_that_is_not_a_commit(tmp_path: Path) -> None:
+    root = _checkout()
+    with pytest.raises(_ab.SetupError, match="no-such-revision"):
+        _ab.materialise(root, "no-such-revision", tmp_path)
+
+
+def test_ab_alternates_the_sides_abba() -> None:
+    sides = (
+        _ab.Side("A", "base", "0" * 40, Path("/a")),
+        _ab.Side("B", "working tree", "1" * 40, Path("/b")),
+    )
+    workloads = [WORKLOADS_BY_NAME["bulk_64k"], WORKLOADS_BY_NAME["pingpong"]]
+    runs = _ab.plan(2, workloads, ["1.3"], sides)
+    assert [(round_, w.name, side.name) for round_, w, _, side in runs] == [
+        (0, "bulk_64k", "A"),
+        (0, "bulk_64k", "B"),
+        (0, "pingpong", "B"),
+        (0, "pingpong", "A"),
+        (1, "bulk_64k", "B"),
+        (1, "bulk_64k", "A"),
+        (1, "pingpong", "A"),
+        (1, "pingpong", "B"),
+    ]
+
+
+def _side_result(
+    side: str, round_: int, value: float, workload: str = "pingpong"
+) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "side": side,
+        "round": round_,
+        "workload": workload,
+        "tls": "1.3",
+        "value": value,
+    }
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "verdict"),
+    [
+        pytest.param([100.0] * 6, [110.0, 120, 105, 130, 101, 115], "B faster", id="faster"),
+        pytest.param([100.0] * 6, [90.0, 95, 80, 99, 92, 85], "B slower", id="slower"),
+        pytest.param(
+            [100.0] * 6, [90.0, 110, 105, 95, 101, 99], "no difference beyond noise", id="noise"
+        ),
+        pytest.param([100.0] * 2, [110.0, 120], "too few rounds to tell (2)", id="too_few"),
+    ],
+)
+def test_ab_ratios_pair_rounds_and_call_a_difference_only_beyond_the_spread(
+    a: list[float], b: list[float], verdict: str
+) -> None:
+    results = [_side_result("A", n, v) for n, v in enumerate(a)]
+    results += [_side_result("B", n, v) for n, v in enumerate(b)]
+    comparison = _ab.compare(results, WORKLOADS_BY_NAME["pingpong"], "1.3")
+    assert comparison.ratios == pytest.approx([vb / va for va, vb in zip(a, b, strict=True)])
+    assert comparison.ratio_min == min(comparison.ratios)
+    assert comparison.ratio_max == max(comparison.ratios)
+    assert comparison.verdict == verdict
+
+
+def test_ab_skips_rounds_where_one_side_failed_and_knows_memory_is_lower_better() -> None:
+    results = [_side_result("A", n, 20.0, "memory_server") for n in range(7)]
+    results += [_side_result("B", n, 18.0, "memory_server") for n in range(6)]
+    results.append(
+        {"ok": False, "side": "B", "round": 6, "workload": "memory_server", "tls": "1.3"}
+    )
+    comparison = _ab.compare(results, WORKLOADS_BY_NAME["memory_server"], "1.3")
+    assert comparison.ratios == pytest.approx([0.9] * 6)
+    assert (comparison.a_median, comparison.b_median) == (20.0, 18.0)
+    assert comparison.includes_one is False
+    assert comparison.verdict == "B smaller"
+
+
+def test_a_worker_refuses_to_measure_a_tree_it_did_not_import(tmp_path: Path) -> None:
+    # PYTHONPATH names a directory with no trio_tls, so the worker imports the installed
+    # one instead: the shadowing the A/B comparison must never measure.
+    job = Job("trio_tls", "pingpong", "1.3", str(tmp_path), {}, timeout=30.0)
+    result = run_worker(job, tree=tmp_path)
+    assert result["ok"] is False
+    assert result["error"].startswith("WrongTreeError: imported trio_tls from ")
+    assert str(tmp_path.resolve() / "trio_tls" / "__init__.py") in result["error"]
+
+
+def test_ab_runs_head_against_the_working_tree_from_the_intended_trees(tmp_path: Path) -> None:
+    _checkout()
+    out = tmp_path / "ab.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trio_tls._bench._ab",
+            "HEAD",
+            "--rounds",
+            "2",
+            "--workloads",
+            "pingpong",
+            "--tls",
+            "1.3",
+            "--scale",
+            "0.02",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(out.read_text())
+    sides = report["sides"]
+    assert (sides["A"]["label"], sides["B"]["label"]) == ("HEAD", "working tree")
+    assert sides["A"]["tree"] != sides["B"]["tree"]
+    runs = report["runs"]
+    # Two rounds of one cell, A first in round 1 and B first in round 2, each side's
+    # workers importing trio_tls from that side's copy.
+    assert [(r["round"], r["side"]) for r in runs] == [(0, "A"), (0, "B"), (1, "B"), (1, "A")]
+    for run in runs:
+        assert run["trio_tls_file"] == str(
+            Path(sides[run["side"]]["tree"]) / "trio_tls" / "__init__.py"
+        )
+        assert run["version"] == "TLSv1.3"
+    (summary,) = report["summary"]
+    by = {(r["side"], r["round"]): r["value"] for r in runs}
+    assert summary["ratios"] == pytest.approx([by["B", n] / by["A", n] for n in (0, 1)])
+    assert summary["verdict"] in ("no difference beyond noise", "too few rounds to tell (2)")
+    assert done.stdout.startswith("A = HEAD (")
+    assert (
+        "| workload | TLS | A median | B median | B/A median | B/A min-max | verdict |"
+        in done.stdout
+    )
+    assert "| pingpong (round trips/s ↑) | 1.3 |" in done.stdout

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from ._spec import Job, Mode, Workload
@@ -52,11 +53,33 @@ class Batch:
         )
 
 
-def run_worker(job: Job) -> dict[str, Any]:
-    """Run one job in a fresh process group; kill the whole group if it overruns."""
-    command = [sys.executable, "-m", "trio_tls._bench._worker", job.to_json()]
+def worker_command(job: Job, tree: Path | None = None) -> tuple[list[str], dict[str, str] | None]:
+    """The worker's command line, and its environment (None: this process's).
+
+    With ``tree``, the worker is to import ``trio_tls`` from ``tree``: ``PYTHONPATH`` is that
+    directory alone, and ``-P`` keeps the current directory, which may be another checkout,
+    off the front of ``sys.path``. Installs can still reorder the path (a ``.pth`` file may
+    insert itself first), so the worker checks which ``trio_tls`` it got and says so.
+    """
+    if tree is None:
+        return [sys.executable, "-m", "trio_tls._bench._worker", job.to_json()], None
+    command = [sys.executable, "-P", "-m", "trio_tls._bench._worker", job.to_json(), str(tree)]
+    return command, {**os.environ, "PYTHONPATH": str(tree)}
+
+
+def run_worker(job: Job, tree: Path | None = None) -> dict[str, Any]:
+    """Run one job in a fresh process group; kill the whole group if it overruns.
+
+    ``tree``: measure the ``trio_tls`` in that directory (see :func:`worker_command`).
+    """
+    command, env = worker_command(job, tree)
     with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=env,
     ) as process:
         try:
             stdout, stderr = process.communicate(timeout=job.timeout + _KILL_GRACE_S)
