@@ -41,7 +41,8 @@ from typing import Any, Final
 import trio_tls
 
 from . import _certs, _machine
-from ._jobs import Batch, run_worker
+from ._jobs import Batch, progress, run_worker
+from ._runner import add_scale, names, parse_counted
 from ._spec import WORKLOADS_BY_NAME, Mode, Workload, job_params
 
 #: The contender both sides run.
@@ -99,16 +100,6 @@ class Comparison:
     verdict: str
 
 
-def _names(text: str, known: Sequence[str], what: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown {what} {', '.join(unknown)}; choose from {', '.join(known)}"
-        )
-    return names
-
-
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m trio_tls._bench._ab",
@@ -120,13 +111,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--workloads",
-        type=lambda t: _names(t, list(WORKLOADS_BY_NAME), "workload"),
+        type=lambda t: names(t, list(WORKLOADS_BY_NAME), "workload"),
         default=list(DEFAULT_WORKLOADS),
         help=f"comma-separated (default: {','.join(DEFAULT_WORKLOADS)})",
     )
     parser.add_argument(
         "--tls",
-        type=lambda t: _names(t, ["1.3", "1.2"], "TLS version"),
+        type=lambda t: names(t, ["1.3", "1.2"], "TLS version"),
         default=list(DEFAULT_TLS),
         help="comma-separated TLS versions (default: 1.3,1.2)",
     )
@@ -137,19 +128,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help=f"default {DEFAULT_ROUNDS}; a verdict needs {MIN_ROUNDS}",
     )
     parser.add_argument("--json", type=Path, help="write every run and the summary here")
-    parser.add_argument(
-        "--scale",
-        type=float,
-        default=1.0,
-        help="multiply the full benchmark's counts by this (tests use 0.02)",
-    )
-    args = parser.parse_args(argv)
-    args.argv = list(argv)
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
-    if args.scale <= 0:
-        parser.error("--scale must be positive")
-    return args
+    add_scale(parser)
+    return parse_counted(parser, argv)
 
 
 def _git(root: Path, *args: str) -> str:
@@ -305,20 +285,6 @@ def table(comparisons: Sequence[Comparison], sides: tuple[Side, Side], rounds: i
     return "\n".join(lines)
 
 
-def _progress(index: int, total: int, result: dict[str, Any], seconds: float) -> None:
-    workload = WORKLOADS_BY_NAME[result["workload"]]
-    if result.get("ok"):
-        outcome = f"{result['value']:>12,.1f} {workload.unit}"
-    else:
-        outcome = f"FAILED: {result.get('error')}"
-    print(
-        f"[{index:>3}/{total}] r{result['round'] + 1} TLS {result['tls']} {workload.name:<16}"
-        f" {result['side']} {outcome} ({seconds:.1f} s)",
-        file=sys.stderr,
-        flush=True,
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comparison described by ``argv`` (see ``--help``); 0 if every run succeeded."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -344,7 +310,7 @@ def _compare(args: argparse.Namespace, scratch: Path) -> int:
     for index, run in enumerate(runs, start=1):
         began = time.perf_counter()
         results.append(_run(batch, run))
-        _progress(index, len(runs), results[-1], time.perf_counter() - began)
+        progress(index, len(runs), results[-1], time.perf_counter() - began, run[3].name)
     comparisons = [compare(results, w, v) for w in workloads for v in args.tls]
     errors = [r for r in results if not r.get("ok")]
     print(table(comparisons, sides, args.rounds))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from ._spec import Job, Mode, Workload
+from ._spec import WORKLOADS_BY_NAME, Job, Mode, Workload
 
 #: Seconds a worker may spend on its workload, per mode; the runner kills it a little later.
 JOB_TIMEOUT: Final = {Mode.QUICK: 30.0, Mode.FULL: 90.0}
@@ -119,3 +119,18 @@ def check_version(result: dict[str, Any]) -> dict[str, Any]:
     if result.get("ok") and result.get("version") not in (None, expected):
         return {**result, "ok": False, "error": f"negotiated {result['version']}, not {expected}"}
     return result
+
+
+def progress(index: int, total: int, result: dict[str, Any], seconds: float, who: str) -> None:
+    """One line on stderr per finished run: its place in the plan, ``who`` ran, the outcome."""
+    workload = WORKLOADS_BY_NAME[result["workload"]]
+    if result.get("ok"):
+        outcome = f"{result['value']:>12,.1f} {workload.unit}"
+    else:
+        outcome = f"FAILED: {result.get('error')}"
+    print(
+        f"[{index:>3}/{total}] r{result['round'] + 1} TLS {result['tls']} {workload.name:<16}"
+        f" {who} {outcome} ({seconds:.1f} s)",
+        file=sys.stderr,
+        flush=True,
+    )

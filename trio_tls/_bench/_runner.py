@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from . import _certs, _machine, _report
-from ._jobs import Batch, run_worker
+from ._jobs import Batch, progress, run_worker
 from ._profile import profile_cells
 from ._spec import (
     BASELINE,
@@ -43,14 +43,15 @@ from ._spec import (
 )
 
 
-def _names(text: str, known: Sequence[str], what: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in known]
+def names(text: str, known: Sequence[str], what: str) -> list[str]:
+    """The comma-separated ``text`` as a list, each one of ``known`` (an argparse type)."""
+    chosen = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in known]
     if unknown:
         raise argparse.ArgumentTypeError(
             f"unknown {what} {', '.join(unknown)}; choose from {', '.join(known)}"
         )
-    return names
+    return chosen
 
 
 _MODE_HELP: Final = {
@@ -72,28 +73,23 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         )
     parser.add_argument(
         "--contenders",
-        type=lambda t: _names(t, list(CONTENDERS_BY_NAME), "contender"),
+        type=lambda t: names(t, list(CONTENDERS_BY_NAME), "contender"),
         help=f"comma-separated subset of: {', '.join(CONTENDERS_BY_NAME)}",
     )
     parser.add_argument(
         "--workloads",
-        type=lambda t: _names(t, list(WORKLOADS_BY_NAME), "workload"),
+        type=lambda t: names(t, list(WORKLOADS_BY_NAME), "workload"),
         help=f"comma-separated subset of: {', '.join(WORKLOADS_BY_NAME)}",
     )
     parser.add_argument(
         "--tls",
-        type=lambda t: _names(t, TLS_VERSIONS, "TLS version"),
+        type=lambda t: names(t, TLS_VERSIONS, "TLS version"),
         help="comma-separated TLS versions: 1.3, 1.2",
     )
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default: 1 quick, 3 full)")
     parser.add_argument("--json", type=Path, help="write the full report as JSON here")
     parser.add_argument("--png", type=Path, help="draw the ratio chart here (needs matplotlib)")
-    parser.add_argument(
-        "--scale",
-        type=float,
-        default=1.0,
-        help="multiply every workload count by this (smoke tests use 0.05)",
-    )
+    add_scale(parser)
     parser.add_argument(
         "--profile",
         type=Path,
@@ -101,9 +97,25 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="instead of the matrix, run each cell once under cProfile, "
         "save DIR/<contender>-<workload>-tls<v>.prof and print the top entries",
     )
+    args = parse_counted(parser, argv)
+    args.mode = args.mode or Mode.QUICK
+    return args
+
+
+def add_scale(parser: argparse.ArgumentParser) -> None:
+    """``--scale F``, for the bench and the A/B comparison alike."""
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply every workload count by this (the tests use 0.02-0.05)",
+    )
+
+
+def parse_counted(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``argv``, keep it as ``argv``, and refuse rounds below 1 or a scale below 0."""
     args = parser.parse_args(argv)
     args.argv = list(argv)
-    args.mode = args.mode or Mode.QUICK
     if args.rounds is not None and args.rounds < 1:
         parser.error("--rounds must be at least 1")
     if args.scale <= 0:
@@ -126,21 +138,6 @@ def _plan(
 
 def _slim(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if k not in ("certs", "profile")}
-
-
-def _progress(index: int, total: int, result: dict[str, Any], seconds: float) -> None:
-    workload = WORKLOADS_BY_NAME[result["workload"]]
-    label = CONTENDERS_BY_NAME[result["contender"]].label
-    if result.get("ok"):
-        outcome = f"{result['value']:>12,.1f} {workload.unit}"
-    else:
-        outcome = f"FAILED: {result.get('error')}"
-    print(
-        f"[{index:>3}/{total}] r{result['round'] + 1} TLS {result['tls']} {workload.name:<16}"
-        f" {label:<31} {outcome} ({seconds:.1f} s)",
-        file=sys.stderr,
-        flush=True,
-    )
 
 
 def _select(args: argparse.Namespace) -> tuple[list[Contender], dict[str, str]]:
@@ -195,7 +192,8 @@ def _run_matrix(
     for index, (round_, workload, version, contender) in enumerate(plan, start=1):
         began = time.perf_counter()
         result = run_worker(batch.job(contender.name, workload, version, round_))
-        _progress(index, len(plan), result, time.perf_counter() - began)
+        label = f"{contender.label:<31}"
+        progress(index, len(plan), result, time.perf_counter() - began, label)
         results.append(result)
     summaries = _report.summarize(results)
     errors = [r for r in results if not r.get("ok")]
