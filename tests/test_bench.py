@@ -26,36 +26,34 @@ from trio_tls._bench._spec import (
 )
 
 BENCH = [sys.executable, "-m", "trio_tls._bench"]
+AB = [sys.executable, "-m", "trio_tls._bench._ab"]
 
 
 def _run_bench(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*BENCH, *args], capture_output=True, text=True, timeout=90, check=False)
 
 
-def test_quick_run_writes_json_with_per_round_ratios(tmp_path: Path) -> None:
+def _bench_report(
+    tmp_path: Path, options: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """Run the bench with ``options`` and ``--json``; it must succeed with no failed run."""
     out = tmp_path / "bench.json"
-    done = _run_bench(
-        "--quick",
-        "--contenders",
-        "trio_ssl,trio_tcp",
-        "--workloads",
-        "pingpong,memory_server",
-        "--tls",
-        "1.3",
-        "--rounds",
-        "2",
-        "--scale",
-        "0.05",
-        "--json",
-        str(out),
-    )
-    assert done.returncode == 0, done.stderr
+    done = _run_bench(*options.split(), "--json", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
     report: dict[str, Any] = json.loads(out.read_text())
+    assert report["errors"] == []
+    return done, report
 
+
+def test_quick_run_writes_json_with_per_round_ratios(tmp_path: Path) -> None:
+    done, report = _bench_report(
+        tmp_path,
+        "--quick --contenders trio_ssl,trio_tcp --workloads pingpong,memory_server"
+        " --tls 1.3 --rounds 2 --scale 0.05",
+    )
     assert report["mode"] == "quick"
     assert report["baseline"] == "trio_ssl"
     assert set(report["contenders"]) == {"trio_ssl", "trio_tcp"}
-    assert report["errors"] == []
     assert report["machine"]["cpu_count"] >= 1
     assert report["machine"]["openssl"].startswith("OpenSSL")
     runs = report["runs"]
@@ -171,19 +169,17 @@ def test_a_contender_with_a_missing_package_is_skipped_with_the_reason() -> None
     assert missing_requirement(CONTENDERS_BY_NAME["trio_tls"]) is None
 
 
+def _job(
+    certs: Path, workload: str, mode: Mode, timeout: float, contender: str = "trio_ssl"
+) -> Job:
+    params = job_params(WORKLOADS_BY_NAME[workload], mode, 1.0)
+    return Job(contender, workload, "1.3", str(certs), params, timeout=timeout)
+
+
 def test_a_worker_that_overruns_its_timeout_reports_an_error(tmp_path: Path) -> None:
     mint(tmp_path)
-    workload = WORKLOADS_BY_NAME["concurrent"]
     # 1,000 TLS connections cannot finish in 0.3 s here: the worker's own deadline fires.
-    job = Job(
-        "trio_ssl",
-        "concurrent",
-        "1.3",
-        str(tmp_path),
-        job_params(workload, Mode.FULL, 1.0),
-        timeout=0.3,
-    )
-    result = run_worker(job)
+    result = run_worker(_job(tmp_path, "concurrent", Mode.FULL, timeout=0.3))
     assert result["ok"] is False
     assert "TooSlowError" in result["error"]
     assert (result["contender"], result["workload"]) == ("trio_ssl", "concurrent")
@@ -193,17 +189,8 @@ def test_a_worker_past_the_grace_period_is_killed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_jobs, "_KILL_GRACE_S", 0.0)
-    workload = WORKLOADS_BY_NAME["pingpong"]
     # 50 ms is less than a Python start-up, so the runner must kill the worker's group.
-    job = Job(
-        "trio_ssl",
-        "pingpong",
-        "1.3",
-        str(tmp_path),
-        job_params(workload, Mode.QUICK, 1.0),
-        timeout=0.05,
-    )
-    result = run_worker(job)
+    result = run_worker(_job(tmp_path, "pingpong", Mode.QUICK, timeout=0.05))
     assert result["ok"] is False
     assert result["error"].startswith("killed after")
 
@@ -211,23 +198,11 @@ def test_a_worker_past_the_grace_period_is_killed(
 def test_engine_without_driver_runs_every_trio_workload_over_tls(tmp_path: Path) -> None:
     # The design-ceiling contender must really do TLS (it reports the version it
     # negotiated) and finish every workload, or its ratios would mean nothing.
-    out = tmp_path / "bench.json"
-    done = _run_bench(
-        "--quick",
-        "--contenders",
-        "trio_ssl,trio_tls,trio_tls_engine",
-        "--workloads",
-        "bulk_16k,pingpong,handshake_ecdsa,concurrent",
-        "--tls",
-        "1.2",
-        "--scale",
-        "0.05",
-        "--json",
-        str(out),
+    done, report = _bench_report(
+        tmp_path,
+        "--quick --contenders trio_ssl,trio_tls,trio_tls_engine"
+        " --workloads bulk_16k,pingpong,handshake_ecdsa,concurrent --tls 1.2 --scale 0.05",
     )
-    assert done.returncode == 0, done.stderr
-    report: dict[str, Any] = json.loads(out.read_text())
-    assert report["errors"] == []
     engine_runs = [r for r in report["runs"] if r["contender"] == "trio_tls_engine"]
     assert len(engine_runs) == 4
     assert {r["version"] for r in engine_runs} == {"TLSv1.2"}
@@ -239,24 +214,12 @@ def test_every_family_runs_every_kind_of_workload(tmp_path: Path) -> None:
     # One contender per family module besides trio (which the tests above run): the
     # workloads are written once over each family's adapter, so each adapter must carry
     # every kind of workload end to end, over TLS.
-    out = tmp_path / "bench.json"
     kinds = "bulk_16k,pingpong,handshake_ecdsa,memory_server,memory_client,concurrent"
-    done = _run_bench(
-        "--quick",
-        "--contenders",
-        "anyio_trio,asyncio,blocking",
-        "--workloads",
-        kinds,
-        "--tls",
-        "1.2",
-        "--scale",
-        "0.02",
-        "--json",
-        str(out),
+    _, report = _bench_report(
+        tmp_path,
+        f"--quick --contenders anyio_trio,asyncio,blocking --workloads {kinds}"
+        " --tls 1.2 --scale 0.02",
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    report: dict[str, Any] = json.loads(out.read_text())
-    assert report["errors"] == []
     runs = report["runs"]
     assert sorted((r["contender"], r["workload"]) for r in runs) == sorted(
         (contender, workload)
@@ -395,7 +358,7 @@ def test_ab_skips_rounds_where_one_side_failed_and_knows_memory_is_lower_better(
 def test_a_worker_refuses_to_measure_a_tree_it_did_not_import(tmp_path: Path) -> None:
     # PYTHONPATH names a directory with no trio_tls, so the worker imports the installed
     # one instead: the shadowing the A/B comparison must never measure.
-    job = Job("trio_tls", "pingpong", "1.3", str(tmp_path), {}, timeout=30.0)
+    job = _job(tmp_path, "pingpong", Mode.QUICK, timeout=30.0, contender="trio_tls")
     result = run_worker(job, tree=tmp_path)
     assert result["ok"] is False
     assert result["error"].startswith("WrongTreeError: imported trio_tls from ")
@@ -405,23 +368,9 @@ def test_a_worker_refuses_to_measure_a_tree_it_did_not_import(tmp_path: Path) ->
 def test_ab_runs_head_against_the_working_tree_from_the_intended_trees(tmp_path: Path) -> None:
     _checkout()
     out = tmp_path / "ab.json"
+    options = ["--rounds", "2", "--workloads", "pingpong", "--tls", "1.3", "--scale", "0.02"]
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "trio_tls._bench._ab",
-            "HEAD",
-            "--rounds",
-            "2",
-            "--workloads",
-            "pingpong",
-            "--tls",
-            "1.3",
-            "--scale",
-            "0.02",
-            "--json",
-            str(out),
-        ],
+        [*AB, "HEAD", *options, "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=90,

@@ -56,7 +56,7 @@ def names(text: str, known: Sequence[str], what: str) -> list[str]:
 
 _MODE_HELP: Final = {
     Mode.QUICK: "small sizes, TLS 1.3, 1 round: under a minute (default)",
-    Mode.FULL: "issue sizes (500 idle, 1,000 concurrent), TLS 1.3 and 1.2, 3 rounds",
+    Mode.FULL: "full sizes (500 idle, 1,000 concurrent), TLS 1.3 and 1.2, 3 rounds",
 }
 
 
