@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
-.PHONY: demo test lint ci bench bench-quick soak clean
+.PHONY: demo test lint ci bench bench-quick bench-ab soak clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ bench: $(VENV)/.stamp-bench
 
 bench-quick: $(VENV)/.stamp-bench
 	$(PY) -m trio_tls bench --quick
+
+# This checkout's trio_tls (B) against revision BASE (A), interleaved: make bench-ab BASE=main~3.
+# HEAD by default, which measures the uncommitted changes. Options: python -m trio_tls._bench._ab -h
+BASE ?= HEAD
+bench-ab: $(VENV)/.stamp-bench
+	$(PY) -m trio_tls._bench._ab $(BASE)
 
 soak: $(VENV)/.stamp-bench
 	$(BIN)/pip install -q atheris || echo "soak: atheris did not install; fuzzing with hypothesis only"

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from trio_tls._bench import _report, _runner
+from trio_tls._bench import _ab, _jobs, _report, _runner
 from trio_tls._bench._certs import mint
-from trio_tls._bench._runner import _check_version, _plan, run_worker
+from trio_tls._bench._jobs import check_version, run_worker
+from trio_tls._bench._runner import _plan
 from trio_tls._bench._spec import (
     CONTENDERS_BY_NAME,
     WORKLOADS_BY_NAME,
@@ -25,36 +26,34 @@ from trio_tls._bench._spec import (
 )
 
 BENCH = [sys.executable, "-m", "trio_tls._bench"]
+AB = [sys.executable, "-m", "trio_tls._bench._ab"]
 
 
 def _run_bench(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*BENCH, *args], capture_output=True, text=True, timeout=90, check=False)
 
 
-def test_quick_run_writes_json_with_per_round_ratios(tmp_path: Path) -> None:
+def _bench_report(
+    tmp_path: Path, options: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """Run the bench with ``options`` and ``--json``; it must succeed with no failed run."""
     out = tmp_path / "bench.json"
-    done = _run_bench(
-        "--quick",
-        "--contenders",
-        "trio_ssl,trio_tcp",
-        "--workloads",
-        "pingpong,memory_server",
-        "--tls",
-        "1.3",
-        "--rounds",
-        "2",
-        "--scale",
-        "0.05",
-        "--json",
-        str(out),
-    )
-    assert done.returncode == 0, done.stderr
+    done = _run_bench(*options.split(), "--json", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
     report: dict[str, Any] = json.loads(out.read_text())
+    assert report["errors"] == []
+    return done, report
 
+
+def test_quick_run_writes_json_with_per_round_ratios(tmp_path: Path) -> None:
+    done, report = _bench_report(
+        tmp_path,
+        "--quick --contenders trio_ssl,trio_tcp --workloads pingpong,memory_server"
+        " --tls 1.3 --rounds 2 --scale 0.05",
+    )
     assert report["mode"] == "quick"
     assert report["baseline"] == "trio_ssl"
     assert set(report["contenders"]) == {"trio_ssl", "trio_tcp"}
-    assert report["errors"] == []
     assert report["machine"]["cpu_count"] >= 1
     assert report["machine"]["openssl"].startswith("OpenSSL")
     runs = report["runs"]
@@ -91,6 +90,12 @@ def test_unknown_contender_is_a_usage_error() -> None:
     done = _run_bench("--contenders", "trio_ssl,nonesuch")
     assert done.returncode == 2
     assert "nonesuch" in done.stderr
+
+
+def test_help_names_the_command_as_the_cli_does() -> None:
+    done = _run_bench("--help")
+    assert done.returncode == 0
+    assert done.stdout.startswith("usage: trio-tls bench ")
 
 
 def _result(contender: str, round_: int, value: float, **extra: float) -> dict[str, Any]:
@@ -147,11 +152,11 @@ def test_plan_interleaves_contenders_and_rotates_each_round() -> None:
 
 def test_a_wrong_negotiated_version_is_an_error() -> None:
     ok = {"ok": True, "tls": "1.2", "version": "TLSv1.2"}
-    assert _check_version(ok) is ok
-    wrong = _check_version({"ok": True, "tls": "1.2", "version": "TLSv1.3"})
+    assert check_version(ok) is ok
+    wrong = check_version({"ok": True, "tls": "1.2", "version": "TLSv1.3"})
     assert wrong["ok"] is False
     assert "TLSv1.3" in wrong["error"]
-    assert _check_version({"ok": True, "tls": "1.3", "version": None})["ok"] is True
+    assert check_version({"ok": True, "tls": "1.3", "version": None})["ok"] is True
 
 
 def test_a_contender_with_a_missing_package_is_skipped_with_the_reason() -> None:
@@ -164,19 +169,17 @@ def test_a_contender_with_a_missing_package_is_skipped_with_the_reason() -> None
     assert missing_requirement(CONTENDERS_BY_NAME["trio_tls"]) is None
 
 
+def _job(
+    certs: Path, workload: str, mode: Mode, timeout: float, contender: str = "trio_ssl"
+) -> Job:
+    params = job_params(WORKLOADS_BY_NAME[workload], mode, 1.0)
+    return Job(contender, workload, "1.3", str(certs), params, timeout=timeout)
+
+
 def test_a_worker_that_overruns_its_timeout_reports_an_error(tmp_path: Path) -> None:
     mint(tmp_path)
-    workload = WORKLOADS_BY_NAME["concurrent"]
     # 1,000 TLS connections cannot finish in 0.3 s here: the worker's own deadline fires.
-    job = Job(
-        "trio_ssl",
-        "concurrent",
-        "1.3",
-        str(tmp_path),
-        job_params(workload, Mode.FULL, 1.0),
-        timeout=0.3,
-    )
-    result = run_worker(job)
+    result = run_worker(_job(tmp_path, "concurrent", Mode.FULL, timeout=0.3))
     assert result["ok"] is False
     assert "TooSlowError" in result["error"]
     assert (result["contender"], result["workload"]) == ("trio_ssl", "concurrent")
@@ -185,18 +188,9 @@ def test_a_worker_that_overruns_its_timeout_reports_an_error(tmp_path: Path) -> 
 def test_a_worker_past_the_grace_period_is_killed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_runner, "_KILL_GRACE_S", 0.0)
-    workload = WORKLOADS_BY_NAME["pingpong"]
+    monkeypatch.setattr(_jobs, "_KILL_GRACE_S", 0.0)
     # 50 ms is less than a Python start-up, so the runner must kill the worker's group.
-    job = Job(
-        "trio_ssl",
-        "pingpong",
-        "1.3",
-        str(tmp_path),
-        job_params(workload, Mode.QUICK, 1.0),
-        timeout=0.05,
-    )
-    result = run_worker(job)
+    result = run_worker(_job(tmp_path, "pingpong", Mode.QUICK, timeout=0.05))
     assert result["ok"] is False
     assert result["error"].startswith("killed after")
 
@@ -204,27 +198,40 @@ def test_a_worker_past_the_grace_period_is_killed(
 def test_engine_without_driver_runs_every_trio_workload_over_tls(tmp_path: Path) -> None:
     # The design-ceiling contender must really do TLS (it reports the version it
     # negotiated) and finish every workload, or its ratios would mean nothing.
-    out = tmp_path / "bench.json"
-    done = _run_bench(
-        "--quick",
-        "--contenders",
-        "trio_ssl,trio_tls,trio_tls_engine",
-        "--workloads",
-        "bulk_16k,pingpong,handshake_ecdsa,concurrent",
-        "--tls",
-        "1.2",
-        "--scale",
-        "0.05",
-        "--json",
-        str(out),
+    done, report = _bench_report(
+        tmp_path,
+        "--quick --contenders trio_ssl,trio_tls,trio_tls_engine"
+        " --workloads bulk_16k,pingpong,handshake_ecdsa,concurrent --tls 1.2 --scale 0.05",
     )
-    assert done.returncode == 0, done.stderr
-    report: dict[str, Any] = json.loads(out.read_text())
-    assert report["errors"] == []
     engine_runs = [r for r in report["runs"] if r["contender"] == "trio_tls_engine"]
     assert len(engine_runs) == 4
     assert {r["version"] for r in engine_runs} == {"TLSv1.2"}
     assert "share of trio_tls engine, no driver" in done.stdout
+
+
+@pytest.mark.slow
+def test_every_family_runs_every_kind_of_workload(tmp_path: Path) -> None:
+    # One contender per family module besides trio (which the tests above run): the
+    # workloads are written once over each family's adapter, so each adapter must carry
+    # every kind of workload end to end, over TLS.
+    kinds = "bulk_16k,pingpong,handshake_ecdsa,memory_server,memory_client,concurrent"
+    _, report = _bench_report(
+        tmp_path,
+        f"--quick --contenders anyio_trio,asyncio,blocking --workloads {kinds}"
+        " --tls 1.2 --scale 0.02",
+    )
+    runs = report["runs"]
+    assert sorted((r["contender"], r["workload"]) for r in runs) == sorted(
+        (contender, workload)
+        for contender in ("anyio_trio", "asyncio", "blocking")
+        for workload in kinds.split(",")
+    )
+    memory = [r for r in runs if r["workload"].startswith("memory")]
+    # RSS over a handful of connections may not grow by a page; the traced heap does.
+    assert all("py_heap_kib" in r["extra"] for r in memory)
+    assert all(r["value"] > 0 for r in runs if r not in memory)
+    described = [r for r in runs if r["workload"] != "memory_server"]
+    assert {r["version"] for r in described} == {"TLSv1.2"}
 
 
 def _cell(contender: str, workload: str, round_: int, value: float) -> dict[str, Any]:
@@ -286,3 +293,158 @@ def test_scale_must_be_positive_and_finite(scale: str) -> None:
     with pytest.raises(SystemExit) as info:
         _runner.parse_args(["--scale", scale])
     assert info.value.code == 2
+
+
+def _checkout() -> Path:
+    try:
+        return _ab.checkout_root()
+    except _ab.SetupError as exc:
+        pytest.fail(f"the A/B comparison needs a git checkout: {exc}")
+
+
+def _git_show(root: Path, path: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(root), "show", f"HEAD:{path}"], capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
+def test_ab_copies_the_base_revision_and_the_working_tree_with_one_harness(
+    tmp_path: Path,
+) -> None:
+    root = _checkout()
+    a, b = _ab.materialise(root, "HEAD", tmp_path)
+    assert (a.name, a.label, b.name, b.label) == ("A", "HEAD", "B", "working tree")
+    assert (
+        a.commit
+        == subprocess.check_output(["git", "-C", str(root), "rev-parse", "HEAD"], text=True).strip()
+    )
+    # A is the revision as committed; B is the files as they are on disk.
+    engine = "trio_tls/_engine.py"
+    assert (a.tree / engine).read_text() == _git_show(root, engine)
+    assert (b.tree / engine).read_text() == (root / engine).read_text()
+    # Both run this checkout's harness, so only the library differs.
+    harness = "trio_tls/_bench/_workloads.py"
+    assert (a.tree / harness).read_text() == (root / harness).read_text()
+    assert not list(a.tree.rglob("__pycache__"))
+
+
+def test_ab_rejects_a_revision_that_is_not_a_commit(tmp_path: Path) -> None:
+    root = _checkout()
+    with pytest.raises(_ab.SetupError, match="no-such-revision"):
+        _ab.materialise(root, "no-such-revision", tmp_path)
+
+
+def test_ab_alternates_the_sides_abba() -> None:
+    sides = (
+        _ab.Side("A", "base", "0" * 40, Path("/a")),
+        _ab.Side("B", "working tree", "1" * 40, Path("/b")),
+    )
+    workloads = [WORKLOADS_BY_NAME["bulk_64k"], WORKLOADS_BY_NAME["pingpong"]]
+    runs = _ab.plan(2, workloads, ["1.3"], sides)
+    assert [(round_, w.name, side.name) for round_, w, _, side in runs] == [
+        (0, "bulk_64k", "A"),
+        (0, "bulk_64k", "B"),
+        (0, "pingpong", "B"),
+        (0, "pingpong", "A"),
+        (1, "bulk_64k", "B"),
+        (1, "bulk_64k", "A"),
+        (1, "pingpong", "A"),
+        (1, "pingpong", "B"),
+    ]
+
+
+def _side_result(
+    side: str, round_: int, value: float, workload: str = "pingpong"
+) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "side": side,
+        "round": round_,
+        "workload": workload,
+        "tls": "1.3",
+        "value": value,
+    }
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "verdict"),
+    [
+        pytest.param([100.0] * 6, [110.0, 120, 105, 130, 101, 115], "B faster", id="faster"),
+        pytest.param([100.0] * 6, [90.0, 95, 80, 99, 92, 85], "B slower", id="slower"),
+        pytest.param(
+            [100.0] * 6, [90.0, 110, 105, 95, 101, 99], "no difference beyond noise", id="noise"
+        ),
+        pytest.param([100.0] * 2, [110.0, 120], "too few rounds to tell (2)", id="too_few"),
+    ],
+)
+def test_ab_ratios_pair_rounds_and_call_a_difference_only_beyond_the_spread(
+    a: list[float], b: list[float], verdict: str
+) -> None:
+    results = [_side_result("A", n, v) for n, v in enumerate(a)]
+    results += [_side_result("B", n, v) for n, v in enumerate(b)]
+    comparison = _ab.compare(results, WORKLOADS_BY_NAME["pingpong"], "1.3")
+    assert comparison.ratios == pytest.approx([vb / va for va, vb in zip(a, b, strict=True)])
+    assert comparison.ratio_min == min(comparison.ratios)
+    assert comparison.ratio_max == max(comparison.ratios)
+    assert comparison.verdict == verdict
+
+
+def test_ab_skips_rounds_where_one_side_failed_and_knows_memory_is_lower_better() -> None:
+    results = [_side_result("A", n, 20.0, "memory_server") for n in range(7)]
+    results += [_side_result("B", n, 18.0, "memory_server") for n in range(6)]
+    results.append(
+        {"ok": False, "side": "B", "round": 6, "workload": "memory_server", "tls": "1.3"}
+    )
+    comparison = _ab.compare(results, WORKLOADS_BY_NAME["memory_server"], "1.3")
+    assert comparison.ratios == pytest.approx([0.9] * 6)
+    assert (comparison.a_median, comparison.b_median) == (20.0, 18.0)
+    assert comparison.includes_one is False
+    assert comparison.verdict == "B smaller"
+
+
+def test_a_worker_refuses_to_measure_a_tree_it_did_not_import(tmp_path: Path) -> None:
+    # PYTHONPATH names a directory with no trio_tls, so the worker imports the installed
+    # one instead: the shadowing the A/B comparison must never measure.
+    job = _job(tmp_path, "pingpong", Mode.QUICK, timeout=30.0, contender="trio_tls")
+    result = run_worker(job, tree=tmp_path)
+    assert result["ok"] is False
+    assert result["error"].startswith("WrongTreeError: imported trio_tls from ")
+    assert str(tmp_path.resolve() / "trio_tls" / "__init__.py") in result["error"]
+
+
+def test_ab_runs_head_against_the_working_tree_from_the_intended_trees(tmp_path: Path) -> None:
+    _checkout()
+    out = tmp_path / "ab.json"
+    options = ["--rounds", "2", "--workloads", "pingpong", "--tls", "1.3", "--scale", "0.02"]
+    done = subprocess.run(
+        [*AB, "HEAD", *options, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(out.read_text())
+    sides = report["sides"]
+    assert (sides["A"]["label"], sides["B"]["label"]) == ("HEAD", "working tree")
+    assert sides["A"]["tree"] != sides["B"]["tree"]
+    runs = report["runs"]
+    # Two rounds of one cell, A first in round 1 and B first in round 2, each side's
+    # workers importing trio_tls from that side's copy.
+    assert [(r["round"], r["side"]) for r in runs] == [(0, "A"), (0, "B"), (1, "B"), (1, "A")]
+    for run in runs:
+        assert run["trio_tls_file"] == str(
+            Path(sides[run["side"]]["tree"]) / "trio_tls" / "__init__.py"
+        )
+        assert run["version"] == "TLSv1.3"
+    (summary,) = report["summary"]
+    by = {(r["side"], r["round"]): r["value"] for r in runs}
+    assert summary["ratios"] == pytest.approx([by["B", n] / by["A", n] for n in (0, 1)])
+    assert summary["verdict"] in ("no difference beyond noise", "too few rounds to tell (2)")
+    assert done.stdout.startswith("A = HEAD (")
+    assert (
+        "| workload | TLS | A median | B median | B/A median | B/A min-max | verdict |"
+        in done.stdout
+    )
+    assert "| pingpong (round trips/s ↑) | 1.3 |" in done.stdout

@@ -1,6 +1,7 @@
 """The trio_tls benchmark harness: ``python -m trio_tls bench`` (or ``python -m trio_tls._bench``).
 
-See ``_runner`` for the method and ``_spec`` for the contenders and workloads.
+See ``_runner`` for the method, ``_spec`` for the contenders and workloads, ``_workloads``
+for what each workload does, and ``_ab`` for the A/B comparison of two trio_tls trees.
 """
 
 from __future__ import annotations

@@ -1,9 +1,14 @@
-"""Workloads for blocking ``ssl.SSLSocket``, one thread per connection on each side.
+"""Blocking ``ssl.SSLSocket``, one thread per connection on each side.
 
 Written as a threaded server would be: an accept thread starts a handler thread per
 connection; clients run in the main thread (or one thread each in the concurrent workload).
 Sockets are wrapped with ``SSLContext.wrap_socket`` (handshake on connect) and closed without
 ``unwrap()``, as ``with ctx.wrap_socket(...)`` code does.
+
+The sizes and results come from ``_workloads``; the loops restate its async ones without
+``await``, in the same order. Running those bodies here would take an event loop, or a
+coroutine driven by hand with an awaitable around every socket call, in each timed loop,
+and this contender is the one that measures code with neither.
 """
 
 from __future__ import annotations
@@ -16,11 +21,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Final
 
-from . import _memory
-from ._peer import client_context, server_context
+from . import _memory, _workloads
 from ._spec import HOST, HOSTNAME, RECV_SIZE, Job, Kind, Measurement
+from ._workloads import BACKLOG, Bulk, Concurrent, Handshakes, PingPong, per_second
 
-BACKLOG: Final = 4096
 #: How often the accept loop checks whether it should stop.
 _ACCEPT_POLL_S: Final = 0.05
 Handler = Callable[[ssl.SSLSocket], None]
@@ -29,9 +33,7 @@ Handler = Callable[[ssl.SSLSocket], None]
 class _Setup:
     def __init__(self, job: Job) -> None:
         self.job = job
-        key = str(job.params.get("key", "ecdsa"))
-        self.server_ctx = server_context(job.certs, job.tls, key)
-        self.client_ctx = client_context(job.certs, job.tls, key)
+        self.server_ctx, self.client_ctx = _workloads.contexts(job)
 
     def connect(self, port: int) -> ssl.SSLSocket:
         sock = socket.create_connection((HOST, port), timeout=self.job.timeout)
@@ -118,14 +120,11 @@ def _serving(setup: _Setup, handler: Handler) -> Iterator[_Server]:
 
 
 def _bulk(s: _Setup) -> Measurement:
-    chunk = int(s.job.params["chunk"])
-    writes = max(1, int(s.job.params["total"]) // chunk)
-    total = writes * chunk
-    payload = bytes(range(256)) * (chunk // 256)
+    plan = Bulk.of(s.job)
 
     def handler(sock: ssl.SSLSocket) -> None:
         received = 0
-        while received < total:
+        while received < plan.total:
             data = sock.recv(RECV_SIZE)
             if not data:
                 raise RuntimeError("EOF before all bulk data arrived")
@@ -134,17 +133,18 @@ def _bulk(s: _Setup) -> Measurement:
         _echo_until_eof(sock)
 
     with _serving(s, handler) as server, s.connect(server.port) as sock:
+        payload = plan.payload
         start = time.perf_counter()
-        for _ in range(writes):
+        for _ in range(plan.writes):
             sock.sendall(payload)
         _receive_exactly(sock, 1)
         elapsed = time.perf_counter() - start
-        return _describe(sock, Measurement(total / elapsed / 1e6, {"seconds": elapsed}))
+        return _describe(sock, plan.result(elapsed))
 
 
 def _pingpong(s: _Setup) -> Measurement:
-    size, count, warmup = (int(s.job.params[k]) for k in ("size", "count", "warmup"))
-    message = b"p" * size
+    plan = PingPong.of(s.job)
+    message, size = plan.message, len(plan.message)
 
     def handler(sock: ssl.SSLSocket) -> None:
         with sock:
@@ -152,41 +152,41 @@ def _pingpong(s: _Setup) -> Measurement:
                 sock.sendall(data)
 
     with _serving(s, handler) as server, s.connect(server.port) as sock:
-        for _ in range(warmup):
+        for _ in range(plan.warmup):
             sock.sendall(message)
             _receive_exactly(sock, size)
         start = time.perf_counter()
-        for _ in range(count):
+        for _ in range(plan.count):
             sock.sendall(message)
             _receive_exactly(sock, size)
         elapsed = time.perf_counter() - start
-        return _describe(sock, Measurement(count / elapsed, {"seconds": elapsed}))
+        return _describe(sock, per_second(plan.count, elapsed))
 
 
 def _handshakes(s: _Setup) -> Measurement:
-    count, warmup = int(s.job.params["count"]), int(s.job.params["warmup"])
+    plan = Handshakes.of(s.job)
 
     def handler(sock: ssl.SSLSocket) -> None:
         if _receive_exactly(sock, 1) is not None:
             sock.sendall(b"y")
         _echo_until_eof(sock)
 
-    def one(port: int) -> Measurement:
-        with s.connect(port) as sock:
-            sock.sendall(b"x")
-            _receive_exactly(sock, 1)
-            return _describe(sock, Measurement(0.0))
+    def exchange(port: int) -> ssl.SSLSocket:
+        """Connect, handshake, one byte each way; the connection stays open."""
+        sock = s.connect(port)
+        sock.sendall(b"x")
+        _receive_exactly(sock, 1)
+        return sock
 
     with _serving(s, handler) as server:
-        for _ in range(warmup):
-            one(server.port)
+        for _ in range(plan.warmup):
+            exchange(server.port).close()
         start = time.perf_counter()
-        for _ in range(count):
-            last = one(server.port)
+        for _ in range(plan.count):
+            exchange(server.port).close()
         elapsed = time.perf_counter() - start
-    last.value = count / elapsed
-    last.extra = {"seconds": elapsed}
-    return last
+        with exchange(server.port) as sock:
+            return _describe(sock, per_second(plan.count, elapsed))
 
 
 def _memory_server(s: _Setup) -> Measurement:
@@ -200,14 +200,12 @@ def _memory_client(s: _Setup) -> Measurement:
     with _memory.running_peer("server", 0, s.job) as peer:
         port = peer.port()
         try:
-            for phase, count in enumerate(plan.phases):
-                plan.before(phase)
+            for count in plan.batches():
                 for _ in range(count):
                     sock = s.connect(port)
                     kept.append(sock)
                     sock.sendall(_memory.MESSAGE)
                     _receive_exactly(sock, len(_memory.MESSAGE))
-                plan.after(phase)
             return _describe(kept[0], plan.result())
         finally:
             for sock in kept:
@@ -215,17 +213,17 @@ def _memory_client(s: _Setup) -> Measurement:
 
 
 def _concurrent(s: _Setup) -> Measurement:
-    connections, exchanges = int(s.job.params["connections"]), int(s.job.params["exchanges"])
-    message = b"c" * int(s.job.params["size"])
+    plan = Concurrent.of(s.job)
+    message, size = plan.message, len(plan.message)
     described: list[Measurement] = []
     errors: list[BaseException] = []
 
     def one(port: int) -> None:
         try:
             with s.connect(port) as sock:
-                for _ in range(exchanges):
+                for _ in range(plan.exchanges):
                     sock.sendall(message)
-                    _receive_exactly(sock, len(message))
+                    _receive_exactly(sock, size)
                 if not described:
                     described.append(_describe(sock, Measurement(0.0)))
         except BaseException as exc:
@@ -235,7 +233,7 @@ def _concurrent(s: _Setup) -> Measurement:
         start = time.perf_counter()
         threads = [
             threading.Thread(target=one, args=(server.port,), daemon=True)
-            for _ in range(connections)
+            for _ in range(plan.connections)
         ]
         for thread in threads:
             thread.start()
@@ -247,10 +245,7 @@ def _concurrent(s: _Setup) -> Measurement:
         raise errors[0]
     if any(thread.is_alive() for thread in threads):
         raise TimeoutError("concurrent clients did not finish within the job timeout")
-    result = described[0]
-    result.value = connections / elapsed
-    result.extra = {"seconds": elapsed, "connections": connections}
-    return result
+    return plan.result(described[0], elapsed)
 
 
 _WORKLOADS: Final[dict[Kind, Callable[[_Setup], Measurement]]] = {

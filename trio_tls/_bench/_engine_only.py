@@ -12,7 +12,7 @@ flushing, no cancellation safety.
 It is not a TLS stream anyone should use. It exists so that ``python -m trio_tls bench`` can
 show, in the same run, how fast this design (SSLObject + MemoryBIOs under trio's checkpoint
 rules) can possibly be on the machine, and so how much of trio_tls's time its driver costs:
-an issue-3 target that even this contender misses cannot be met by a better driver
+a speed target that even this contender misses cannot be met by a better driver
 (notes/benchmarks.md).
 """
 

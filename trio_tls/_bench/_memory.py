@@ -50,21 +50,27 @@ def rss_bytes() -> int:
 
 
 class MemoryPlan:
-    """The three phases above; the caller opens ``phases[i]`` connections between hooks."""
+    """The three phases above: open ``count`` connections for each count of ``batches()``."""
 
     def __init__(self, params: dict[str, int]) -> None:
         self.count = params["count"]
         self.traced = params["traced"]
-        self.phases: tuple[int, int, int] = (WARMUP, self.count, self.traced)
         self._rss: list[int] = []
         self._traced: list[int] = []
 
-    def before(self, phase: int) -> None:
+    def batches(self) -> Iterator[int]:
+        """How many connections to open in each phase; the samples are taken in between."""
+        for phase, count in enumerate((WARMUP, self.count, self.traced)):
+            self._before(phase)
+            yield count
+            self._after(phase)
+
+    def _before(self, phase: int) -> None:
         if phase == 2:
             tracemalloc.start()
             self._traced.append(self._settle_traced())
 
-    def after(self, phase: int) -> None:
+    def _after(self, phase: int) -> None:
         if phase < 2:
             self._settle()
             self._rss.append(rss_bytes())
@@ -150,8 +156,6 @@ def measure_server_side(port: int, job: Job) -> Measurement:
     """Drive a client peer against the measured server on ``port`` (call from a thread)."""
     plan = MemoryPlan(job.params)
     with running_peer("client", port, job) as peer:
-        for phase, count in enumerate(plan.phases):
-            plan.before(phase)
+        for count in plan.batches():
             peer.open(count)
-            plan.after(phase)
     return plan.result()

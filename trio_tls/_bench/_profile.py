@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from ._spec import Contender, Job, Mode, Workload
+from ._jobs import Batch, run_worker
+from ._spec import Contender, Workload
 
 #: How many functions to print per profile, by own time (tottime).
 TOP: Final = 25
@@ -17,31 +18,19 @@ TOP: Final = 25
 
 def profile_cells(
     directory: Path,
+    batch: Batch,
     contenders: Sequence[Contender],
     workloads: Sequence[Workload],
     tls: Sequence[str],
-    certs: str,
-    params: dict[str, dict[str, Any]],
-    mode: Mode,
 ) -> int:
     """Run each (contender, workload) once per TLS version under cProfile; print the top."""
-    from ._runner import JOB_TIMEOUT, run_worker
-
     directory.mkdir(parents=True, exist_ok=True)
     failed = 0
     for contender in contenders:
         for workload in workloads:
             for version in tls:
                 path = directory / f"{contender.name}-{workload.name}-tls{version}.prof"
-                job = Job(
-                    contender.name,
-                    workload.name,
-                    version,
-                    certs,
-                    params[workload.name],
-                    JOB_TIMEOUT[mode],
-                    profile=str(path),
-                )
+                job = batch.job(contender.name, workload, version, profile=str(path))
                 result = run_worker(job)
                 header = f"== {contender.label}, {workload.name}, TLS {version}"
                 if not result.get("ok"):

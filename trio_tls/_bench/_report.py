@@ -244,10 +244,13 @@ _WORKLOAD_WIDTH: Final = max(len(w.name) for w in WORKLOADS)
 _LABEL_WIDTH: Final = max(len(c.label) for c in CONTENDERS)
 
 
-def progress(index: int, total: int, result: Result, seconds: float) -> str:
-    """One line saying which run finished and what it measured (or why it failed)."""
+def progress(index: int, total: int, result: Result, seconds: float, who: str | None = None) -> str:
+    """One line saying which run finished and what it measured (or why it failed).
+
+    ``who`` names the runner when the contender's label does not (an A/B side).
+    """
     workload = WORKLOADS_BY_NAME[result["workload"]]
-    label = CONTENDERS_BY_NAME[result["contender"]].label
+    label = who if who is not None else CONTENDERS_BY_NAME[result["contender"]].label
     if result.get("ok"):
         outcome = f"{result['value']:>12,.1f} {workload.unit}"
     else:

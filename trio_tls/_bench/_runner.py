@@ -13,12 +13,8 @@ Method (also in notes/benchmarks.md):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
-import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +23,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from . import _certs, _machine, _report
+from ._jobs import Batch, progress, run_worker
+from ._profile import profile_cells
 from ._spec import (
     BASELINE,
     CONTENDERS,
@@ -37,7 +35,6 @@ from ._spec import (
     WORKLOADS,
     WORKLOADS_BY_NAME,
     Contender,
-    Job,
     Kind,
     Mode,
     Workload,
@@ -45,65 +42,54 @@ from ._spec import (
     missing_requirement,
 )
 
-#: Seconds a worker may spend on its workload, per mode; the runner kills it a little later.
-JOB_TIMEOUT: Final = {Mode.QUICK: 30.0, Mode.FULL: 90.0}
-_KILL_GRACE_S: Final = 15.0
 
-
-def _names(text: str, known: Sequence[str], what: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in known]
+def names(text: str, known: Sequence[str], what: str) -> list[str]:
+    """The comma-separated ``text`` as a list, each one of ``known`` (an argparse type)."""
+    chosen = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in known]
     if unknown:
         raise argparse.ArgumentTypeError(
             f"unknown {what} {', '.join(unknown)}; choose from {', '.join(known)}"
         )
-    return names
+    return chosen
+
+
+_MODE_HELP: Final = {
+    Mode.QUICK: "small sizes, TLS 1.3, 1 round: under a minute (default)",
+    Mode.FULL: "full sizes (500 idle, 1,000 concurrent), TLS 1.3 and 1.2, 3 rounds",
+}
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
+        # The name the other commands' help uses; `python -m trio_tls bench` is the same.
         prog="trio-tls bench",
         description="Compare trio_tls with trio.SSLStream and other TLS stacks on loopback.",
     )
     size = parser.add_mutually_exclusive_group()
-    size.add_argument(
-        "--quick",
-        action="store_const",
-        const=Mode.QUICK,
-        dest="mode",
-        help="small sizes, TLS 1.3, 1 round: under a minute (default)",
-    )
-    size.add_argument(
-        "--full",
-        action="store_const",
-        const=Mode.FULL,
-        dest="mode",
-        help="full sizes (500 idle, 1,000 concurrent connections), TLS 1.3 and 1.2, 3 rounds",
-    )
+    for mode, text in _MODE_HELP.items():
+        size.add_argument(
+            f"--{mode.value}", action="store_const", const=mode, dest="mode", help=text
+        )
     parser.add_argument(
         "--contenders",
-        type=lambda t: _names(t, list(CONTENDERS_BY_NAME), "contender"),
+        type=lambda t: names(t, list(CONTENDERS_BY_NAME), "contender"),
         help=f"comma-separated subset of: {', '.join(CONTENDERS_BY_NAME)}",
     )
     parser.add_argument(
         "--workloads",
-        type=lambda t: _names(t, list(WORKLOADS_BY_NAME), "workload"),
+        type=lambda t: names(t, list(WORKLOADS_BY_NAME), "workload"),
         help=f"comma-separated subset of: {', '.join(WORKLOADS_BY_NAME)}",
     )
     parser.add_argument(
         "--tls",
-        type=lambda t: _names(t, TLS_VERSIONS, "TLS version"),
+        type=lambda t: names(t, TLS_VERSIONS, "TLS version"),
         help="comma-separated TLS versions: 1.3, 1.2",
     )
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default: 1 quick, 3 full)")
     parser.add_argument("--json", type=Path, help="write the full report as JSON here")
     parser.add_argument("--png", type=Path, help="draw the ratio chart here (needs matplotlib)")
-    parser.add_argument(
-        "--scale",
-        type=float,
-        default=1.0,
-        help="multiply every workload count by this (smoke tests use 0.05)",
-    )
+    add_scale(parser)
     parser.add_argument(
         "--profile",
         type=Path,
@@ -111,9 +97,25 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="instead of the matrix, run each cell once under cProfile, "
         "save DIR/<contender>-<workload>-tls<v>.prof and print the top entries",
     )
+    args = parse_counted(parser, argv)
+    args.mode = args.mode or Mode.QUICK
+    return args
+
+
+def add_scale(parser: argparse.ArgumentParser) -> None:
+    """``--scale F``, for the bench and the A/B comparison alike."""
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply every workload count by this (the tests use 0.02-0.05)",
+    )
+
+
+def parse_counted(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``argv``, keep it as ``argv``, and refuse rounds below 1 or a scale below 0."""
     args = parser.parse_args(argv)
     args.argv = list(argv)
-    args.mode = args.mode or Mode.QUICK
     if args.rounds is not None and args.rounds < 1:
         parser.error("--rounds must be at least 1")
     if not 0 < args.scale < float("inf"):  # also false for nan
@@ -134,57 +136,8 @@ def _plan(
     return plan
 
 
-def run_worker(job: Job) -> dict[str, Any]:
-    """Run one job in a fresh process group; kill the whole group if it overruns."""
-    command = [sys.executable, "-m", "trio_tls._bench._worker", job.to_json()]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    ) as process:
-        try:
-            stdout, stderr = process.communicate(timeout=job.timeout + _KILL_GRACE_S)
-        except BaseException as exc:  # overrun, or the user pressed Ctrl-C
-            # The worker is still alive, so its process group (worker + memory peer) is ours
-            # to end. A worker that exits by itself has already ended its peer, and a peer
-            # outlives a crashed worker only until its stdin closes or its deadline passes.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()  # reap it and drain the pipes
-            if not isinstance(exc, subprocess.TimeoutExpired):
-                raise
-            stdout, stderr = "", f"killed after {job.timeout + _KILL_GRACE_S:.0f} s"
-    lines = stdout.strip().splitlines()
-    try:
-        result: dict[str, Any] = json.loads(lines[-1])
-    except (IndexError, ValueError):
-        tail = stderr.strip().splitlines()[-1:] or [f"exit status {process.returncode}"]
-        return {"ok": False, **_job_fields(job), "error": tail[0]}
-    return _check_version(result)
-
-
-def _job_fields(job: Job) -> dict[str, Any]:
-    return {
-        "contender": job.contender,
-        "workload": job.workload,
-        "tls": job.tls,
-        "round": job.round,
-        "params": job.params,
-    }
-
-
-def _check_version(result: dict[str, Any]) -> dict[str, Any]:
-    # A contender that silently negotiated another TLS version would make the table a lie.
-    expected = "TLSv" + str(result["tls"])
-    if result.get("ok") and result.get("version") not in (None, expected):
-        return {**result, "ok": False, "error": f"negotiated {result['version']}, not {expected}"}
-    return result
-
-
 def _slim(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if k not in ("certs", "profile")}
-
-
-def _progress(index: int, total: int, result: dict[str, Any], seconds: float) -> None:
-    print(_report.progress(index, total, result, seconds), file=sys.stderr, flush=True)
 
 
 def _select(args: argparse.Namespace) -> tuple[list[Contender], dict[str, str]]:
@@ -214,25 +167,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="trio-tls-bench-") as certs:
         _certs.mint(Path(certs))
-        params = {w.name: job_params(w, mode, args.scale) for w in workloads}
+        batch = Batch(certs, {w.name: job_params(w, mode, args.scale) for w in workloads}, mode)
         if args.profile:
-            from ._profile import profile_cells
-
-            return profile_cells(args.profile, contenders, workloads, tls, certs, params, mode)
-        return _run_matrix(args, mode, contenders, skipped, workloads, tls, rounds, certs, params)
+            return profile_cells(args.profile, batch, contenders, workloads, tls)
+        return _run_matrix(args, batch, contenders, skipped, workloads, tls, rounds)
 
 
 def _run_matrix(
     args: argparse.Namespace,
-    mode: Mode,
+    batch: Batch,
     contenders: list[Contender],
     skipped: dict[str, str],
     workloads: Sequence[Workload],
     tls: Sequence[str],
     rounds: int,
-    certs: str,
-    params: dict[str, dict[str, Any]],
 ) -> int:
+    mode = batch.mode
     started = time.time()
     machine = _machine.describe()
     bulk = any(w.kind is Kind.BULK for w in workloads)
@@ -240,18 +190,9 @@ def _run_matrix(
     plan = _plan(contenders, workloads, tls, rounds)
     results = []
     for index, (round_, workload, version, contender) in enumerate(plan, start=1):
-        job = Job(
-            contender.name,
-            workload.name,
-            version,
-            certs,
-            params[workload.name],
-            JOB_TIMEOUT[mode],
-            round_,
-        )
         began = time.perf_counter()
-        result = run_worker(job)
-        _progress(index, len(plan), result, time.perf_counter() - began)
+        result = run_worker(batch.job(contender.name, workload, version, round_))
+        progress(index, len(plan), result, time.perf_counter() - began)
         results.append(result)
     summaries = _report.summarize(results)
     errors = [r for r in results if not r.get("ok")]
@@ -272,7 +213,7 @@ def _run_matrix(
         },
         "tls": list(tls),
         "rounds": rounds,
-        "params": params,
+        "params": batch.params,
         "ceiling": ceiling,
         # Per-run certs path and profile flag are plumbing, not results.
         "runs": [_slim(r) for r in results if r.get("ok")],

@@ -1,8 +1,11 @@
-"""One measurement in a fresh process: ``python -m trio_tls._bench._worker JOB_JSON``.
+"""One measurement in a fresh process: ``python -m trio_tls._bench._worker JOB_JSON [TREE]``.
 
 Prints exactly one JSON line on stdout: ``{"ok": true, ...measurement...}`` or
 ``{"ok": false, "error": "..."}`` (then exits with status 1). The workload itself is bounded by
 ``job.timeout``; the runner also kills the whole process group if the worker overruns.
+
+With TREE (the A/B comparison), the worker first checks that ``trio_tls`` was imported from
+``TREE/trio_tls`` and fails if not; the result then names the file in ``trio_tls_file``.
 """
 
 from __future__ import annotations
@@ -14,9 +17,28 @@ import resource
 import sys
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
+import trio_tls
+
 from ._spec import CONTENDERS_BY_NAME, Family, Job, Measurement
+
+
+class WrongTreeError(RuntimeError):
+    """This process imported another ``trio_tls`` than the one it was asked to measure."""
+
+
+def check_tree(tree: str) -> str:
+    """The file ``trio_tls`` was imported from, which must be ``tree``'s."""
+    found = Path(trio_tls.__file__).resolve()
+    expected = (Path(tree) / "trio_tls" / "__init__.py").resolve()
+    if found != expected:
+        raise WrongTreeError(
+            f"imported trio_tls from {found}, not {expected}: another checkout or install"
+            " comes first on the import path"
+        )
+    return str(found)
 
 
 def _raise_fd_limit() -> None:
@@ -41,8 +63,9 @@ def _measure(job: Job) -> Measurement:
     return module.run(job)
 
 
-def run_job(job: Job) -> dict[str, Any]:
+def run_job(job: Job, tree: str | None = None) -> dict[str, Any]:
     """Measure ``job`` (optionally under cProfile) and return the JSON-ready result."""
+    where = {"trio_tls_file": check_tree(tree)} if tree is not None else {}
     _raise_fd_limit()
     started = time.perf_counter()
     if job.profile:
@@ -56,13 +79,14 @@ def run_job(job: Job) -> dict[str, Any]:
         **dataclasses.asdict(job),
         **dataclasses.asdict(measurement),
         "wall": time.perf_counter() - started,
+        **where,
     }
 
 
 def main(argv: list[str]) -> int:
     job = Job.from_json(argv[0])
     try:
-        result = run_job(job)
+        result = run_job(job, argv[1] if len(argv) > 1 else None)
     except BaseException as exc:  # report every failure as data; the runner decides
         error = "".join(traceback.format_exception_only(exc)).strip()
         traceback.print_exc(file=sys.stderr)

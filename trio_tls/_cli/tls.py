@@ -12,6 +12,7 @@ from .._listener import SSLListener, default_client_context
 from .._statistics import TLSStatistics
 from .._stream import SSLStream
 from . import output as out
+from .loading import identity, trust
 
 #: close_notify is a courtesy; never let a peer that does not read hold us up.
 CLOSE_TIMEOUT = 1.0
