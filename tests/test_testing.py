@@ -20,6 +20,7 @@ from trio_tls.testing import (
     SERVER_NAME,
     TLS_VERSIONS,
     TRANSPORTS,
+    ChaosDecision,
     ChaosStream,
     StreamPair,
     TLSTestCA,
@@ -298,6 +299,112 @@ async def test_chaos_is_reproducible_from_its_seed() -> None:
         assert all(run == first for run in again)
     distinct = {tuple(map(len, first)) for first, *_ in runs.values()}
     assert len(distinct) > 1, "every seed chose the same chunking"
+
+
+def _records(*body_lengths: int) -> bytes:
+    """Bytes framed as TLS application_data records with bodies of these lengths."""
+    return b"".join(
+        b"\x17\x03\x03" + length.to_bytes(2, "big") + bytes([n % 256]) * length
+        for n, length in enumerate(body_lengths)
+    )
+
+
+async def _record_chunks(
+    seed: int, flights: list[bytes]
+) -> tuple[list[bytes], list[ChaosDecision]]:
+    sender, receiver = _chaos_memory_pair(seed)
+    total = sum(map(len, flights))
+    chunks: list[bytes] = []
+
+    async def send() -> None:
+        for flight in flights:
+            await sender.send_all(flight)
+
+    async def receive() -> None:
+        while sum(map(len, chunks)) < total:
+            chunks.append(bytes(await receiver.receive_some()))
+
+    await both(send, receive)
+    return chunks, receiver.decisions
+
+
+async def test_chaos_cuts_tls_records_only_at_their_middle_or_end() -> None:
+    lengths = (300, 41, 1000, 7, 2000)
+    stream = _records(*lengths)
+    # Two flights of whole records, as TLS writes them. The places a cut may fall:
+    # each record's middle and end.
+    allowed: set[int] = set()
+    start = 0
+    for length in lengths:
+        allowed |= {start + (5 + length) // 2, start + 5 + length}
+        start += 5 + length
+    cuts_seen = 0
+    for seed in range(10):
+        chunks, decisions = await _record_chunks(seed, [stream[:351], stream[351:]])
+        assert b"".join(chunks) == stream
+        offset = 0
+        for chunk in chunks:
+            offset += len(chunk)
+            assert offset in allowed, f"seed {seed} cut at byte {offset}, inside a record"
+        cuts_seen += sum(d.portion.startswith("cut ") for d in decisions)
+    assert cuts_seen, "no seed in 10 cut a flight of records"
+
+
+async def test_chaos_decisions_do_not_depend_on_record_sizes() -> None:
+    # The same records, a few bytes longer or shorter (as a new certificate or an
+    # ECDSA signature makes them): every seed makes the same decisions.
+    for seed in range(10):
+        _, first = await _record_chunks(seed, [_records(300, 41, 1000), _records(7, 2000)])
+        _, second = await _record_chunks(seed, [_records(302, 40, 999), _records(9, 1998)])
+        assert first == second, f"seed {seed} took another path when sizes changed"
+        assert {d.end for d in first} == {"first", "second"}
+
+
+async def test_chaos_cuts_other_streams_anywhere() -> None:
+    # Not TLS records: the cut falls at any byte, as a ReceiveStream may return.
+    odd_cuts = 0
+    for seed in range(10):
+        chunks, decisions = await _record_chunks(seed, [b"hello world, " * 50])
+        odd_cuts += any(d.portion.endswith(" bytes") for d in decisions)
+        assert b"".join(chunks) == b"hello world, " * 50
+    assert odd_cuts
+
+
+REPORT = b"".join(b"line %05d\n" % n for n in range(2000))  # 22 KB: two TLS records
+
+
+async def _report_run(ca: TLSTestCA, seed: int, version: TLSVersionName) -> tuple[object, ...]:
+    """What a request/report exchange under chaos ``seed`` looked like, end to end."""
+    client, server = tls_memory_stream_pair(ca, version=version, chaos_seed=seed)
+    events: list[str] = []
+
+    async def serve() -> None:
+        await server.receive_some()
+        events.append("server: request")
+        await server.send_all(REPORT)
+        await server.aclose()
+
+    async def ask() -> None:
+        await client.send_all(b"GET report\n")
+        events.append("client: sent")
+        async for chunk in client:
+            events.append(f"client: {len(chunk)} bytes")
+
+    await both(serve, ask)
+    transport = client.transport_stream
+    assert isinstance(transport, ChaosStream)
+    return tuple(events), tuple(transport.decisions)
+
+
+async def test_a_seed_replays_the_same_run_with_fresh_certificates() -> None:
+    # Each TLSTestCA has new certificates, of slightly different sizes, as each test
+    # session does; the handshake's ECDSA signatures vary in size as well. Replay
+    # must not notice: same seed, same splits, delays and task switches.
+    cas = [TLSTestCA() for _ in range(6)]
+    for version in TLS_VERSIONS:
+        for seed in (*range(8), 26):
+            runs = {await _report_run(ca, seed, version) for ca in cas}
+            assert len(runs) == 1, f"TLS {version} seed {seed} took {len(runs)} paths"
 
 
 async def test_chaos_stream_misuse() -> None:
