@@ -526,18 +526,16 @@ async def test_check_tls_stream_passes_over_memory_and_tcp(
 
 @pytest.mark.parametrize("chaos_seed", [None, 3], ids=["plain", "chaos3"])
 async def test_check_tls_stream_passes_over_lockstep(
-    tls_ca: TLSTestCA,
-    tls_version: TLSVersionName,
-    chaos_seed: int | None,
-    autojump_clock: trio.testing.MockClock,
+    tls_ca: TLSTestCA, tls_version: TLSVersionName, chaos_seed: int | None
 ) -> None:
-    # trio's generic checks close streams nobody reads: on a zero-buffer transport
-    # each such aclose() waits out its close_notify bound. The virtual clock makes
-    # that wait free; the checks still run in full.
+    # trio's generic checks close streams nobody reads. On a zero-buffer transport
+    # SSLStream.aclose() would wait out its close_notify bound (5 s) twice; the
+    # checks instead stop waiting once every task is blocked, so this is quick.
     async def lockstep() -> StreamPair:
         return tls_lockstep_stream_pair(tls_ca, version=tls_version, chaos_seed=chaos_seed)
 
-    await check_tls_stream(lockstep)
+    with trio.fail_after(4):
+        await check_tls_stream(lockstep)
 
 
 async def test_check_tls_stream_for_https_compatible_pairs(tls_ca: TLSTestCA) -> None:
@@ -555,18 +553,57 @@ async def test_check_tls_stream_refuses_swapped_pairs(tls_ca: TLSTestCA) -> None
         client, server = tls_memory_stream_pair(tls_ca)
         return server, client
 
-    with pytest.raises(AssertionError, match=r"\(client, server\)"):
-        await _checks._check_handshake(swapped)
+    with pytest.raises(ValueError, match=r"must return \(client, server\), client first"):
+        await check_tls_stream(swapped)
 
 
-class _NoEOFStream(HalfCloseableStream):
-    """A broken transport: closing it never tells the peer (no EOF is delivered)."""
+async def test_check_tls_stream_refuses_trio_sslstream_pairs_first(tls_ca: TLSTestCA) -> None:
+    made: list[trio.SSLStream[Stream]] = []
 
-    def __init__(self, inner: HalfCloseableStream) -> None:
+    async def trio_pair() -> tuple[trio.SSLStream[Stream], trio.SSLStream[Stream]]:
+        a, b = trio.testing.memory_stream_pair()
+        client = trio.SSLStream[Stream](a, tls_ca.client_context(), server_hostname=SERVER_NAME)
+        server = trio.SSLStream[Stream](b, tls_ca.server_context(), server_side=True)
+        made.extend((client, server))
+        return client, server
+
+    with pytest.raises(TypeError, match=r"must return trio_tls\.SSLStreams") as caught:
+        await check_tls_stream(trio_pair)  # type: ignore[arg-type]
+    # Before any of trio's checks ran: the first pair was refused, and closed.
+    assert len(made) == 2
+    assert "trio.SSLStream object" in str(caught.value)
+    for stream in made:
+        with pytest.raises(trio.ClosedResourceError):
+            await stream.send_all(b"x")
+
+
+async def test_check_tls_stream_refuses_a_bad_check_timeout(tls_ca: TLSTestCA) -> None:
+    async def memory() -> StreamPair:
+        return tls_memory_stream_pair(tls_ca)
+
+    for bad, error in (
+        (0, ValueError),
+        (-1.0, ValueError),
+        (float("inf"), ValueError),
+        (float("nan"), ValueError),
+        ("1", TypeError),
+        (True, TypeError),
+    ):
+        with pytest.raises(error, match="check_timeout"):
+            await check_tls_stream(memory, check_timeout=bad)  # type: ignore[arg-type]
+
+
+class _FaultyTransport(HalfCloseableStream):
+    """A broken transport: it drops the last byte of every write, or never really closes."""
+
+    def __init__(self, inner: HalfCloseableStream, *, drops_last_byte: bool, closes: bool) -> None:
         self.inner = inner
+        self.drops_last_byte = drops_last_byte
+        self.closes = closes
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.inner.send_all(data)
+        data = bytes(data)
+        await self.inner.send_all(data[:-1] if self.drops_last_byte else data)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.inner.wait_send_all_might_not_block()
@@ -578,25 +615,54 @@ class _NoEOFStream(HalfCloseableStream):
         return await self.inner.receive_some(max_bytes)
 
     async def aclose(self) -> None:
-        await trio.lowlevel.checkpoint()
+        if self.closes:
+            await self.inner.aclose()
+        else:
+            await trio.lowlevel.checkpoint()
 
 
-async def test_check_tls_stream_reports_a_hang_by_name(
-    tls_ca: TLSTestCA, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(_checks, "CHECK_TIMEOUT", 0.5)
-
-    async def no_eof() -> StreamPair:
+def _faulty_maker(
+    ca: TLSTestCA, *, drops_last_byte: bool = False, closes: bool = True
+) -> Callable[[], Awaitable[StreamPair]]:
+    async def make() -> StreamPair:
         a, b = trio.testing.memory_stream_pair()
+        client_transport = _FaultyTransport(a, drops_last_byte=drops_last_byte, closes=closes)
+        server_transport = _FaultyTransport(b, drops_last_byte=drops_last_byte, closes=closes)
         return (
-            SSLStream[Stream](
-                _NoEOFStream(a), tls_ca.client_context(), server_hostname=SERVER_NAME
-            ),
-            SSLStream[Stream](_NoEOFStream(b), tls_ca.server_context(), server_side=True),
+            SSLStream[Stream](client_transport, ca.client_context(), server_hostname=SERVER_NAME),
+            SSLStream[Stream](server_transport, ca.server_context(), server_side=True),
         )
 
-    with pytest.raises(AssertionError, match="ragged EOF check did not finish"):
-        await _checks._check_ragged_eof(no_eof, https_compatible=False)
+    return make
+
+
+@pytest.mark.parametrize(
+    ("fault", "waiting_at"),
+    [
+        pytest.param({"drops_last_byte": True}, "do_receive_some", id="drops_last_byte"),
+        pytest.param({"closes": False}, "expect_broken_stream_on_send", id="never_closes"),
+    ],
+)
+async def test_check_tls_stream_fails_fast_on_a_faulty_transport(
+    tls_ca: TLSTestCA, fault: dict[str, bool], waiting_at: str
+) -> None:
+    # trio's generic checks run first; they have a deadline per fresh pair too.
+    with trio.fail_after(5), pytest.raises(AssertionError) as caught:
+        await check_tls_stream(_faulty_maker(tls_ca, **fault), check_timeout=0.3)
+    message = str(caught.value)
+    assert "the generic stream checks (trio.testing.check_half_closeable_stream)" in message
+    assert "did not finish within 0.3 s" in message
+    assert waiting_at in message  # the line it was stuck on: what was expected
+
+
+async def test_tls_checks_report_a_hang_by_name(tls_ca: TLSTestCA) -> None:
+    # The kit's own checks, past trio's: a transport that never closes leaves the
+    # peer waiting for the EOF of a ragged close.
+    never_closes = _faulty_maker(tls_ca, closes=False)
+    with trio.fail_after(5), pytest.raises(AssertionError) as caught:
+        await _checks._check_ragged_eof(never_closes, 0.3, https_compatible=False)
+    assert "the ragged EOF check did not finish within 0.3 s" in str(caught.value)
+    assert "got = await client.receive_some()" in str(caught.value)
 
 
 # -- the in-process server ----------------------------------------------------------------------
