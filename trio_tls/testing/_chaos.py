@@ -75,17 +75,26 @@ def chaos_note(seed: int) -> str:
     )
 
 
-def seed_trio_scheduler(seed: int) -> None:
-    """Make trio's own scheduling coin flips repeat for ``seed`` (best effort).
+def trio_scheduler_random() -> random.Random | None:
+    """The ``random.Random`` behind trio's scheduling coin flips, or None if not found.
 
-    trio runs each batch of ready tasks forwards or backwards at random, from a
-    private ``random.Random`` that hypothesis also seeds (``register_random``) for the
-    same reason: without it, replaying a seed on in-memory transports could take a
-    different path. A trio that moved that attribute is left alone.
+    trio runs each batch of ready tasks forwards or backwards at random, from this
+    private generator; hypothesis seeds it too (``register_random``), for the same
+    reason as we do. A trio that moved it gives None.
     """
     run_module = sys.modules.get("trio._core._run")
     rng = getattr(run_module, "_r", None)
-    if isinstance(rng, random.Random):
+    return rng if isinstance(rng, random.Random) else None
+
+
+def seed_trio_scheduler(seed: int) -> None:
+    """Make trio's own scheduling coin flips repeat for ``seed`` (best effort).
+
+    Without it, replaying a seed on in-memory transports could take a different path:
+    the same tasks, run in another order.
+    """
+    rng = trio_scheduler_random()
+    if rng is not None:
         rng.seed(f"trio_tls-chaos-scheduler:{seed}")
 
 
