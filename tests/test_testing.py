@@ -262,21 +262,28 @@ async def test_chaos_stream_keeps_the_stream_contract(seed: int) -> None:
     await trio.testing.check_half_closeable_stream(maker, clogged)
 
 
-async def _chunks_seen(seed: int, messages: list[bytes]) -> list[bytes]:
-    """What the receiver's receive_some calls return for ``messages`` under ``seed``."""
+async def _chaos_exchange(
+    seed: int, writes: list[bytes]
+) -> tuple[list[bytes], list[ChaosDecision]]:
+    """The chunks the receiver gets for ``writes`` under ``seed``, and the decisions."""
     sender, receiver = _chaos_memory_pair(seed)
-    total = sum(map(len, messages))
+    total = sum(map(len, writes))
     chunks: list[bytes] = []
 
     async def send() -> None:
-        for message in messages:
-            await sender.send_all(message)
+        for data in writes:
+            await sender.send_all(data)
 
     async def receive() -> None:
         while sum(map(len, chunks)) < total:
             chunks.append(bytes(await receiver.receive_some()))
 
     await both(send, receive)
+    return chunks, receiver.decisions
+
+
+async def _chunks_seen(seed: int, messages: list[bytes]) -> list[bytes]:
+    chunks, _ = await _chaos_exchange(seed, messages)
     return chunks
 
 
@@ -309,25 +316,6 @@ def _records(*body_lengths: int) -> bytes:
     )
 
 
-async def _record_chunks(
-    seed: int, flights: list[bytes]
-) -> tuple[list[bytes], list[ChaosDecision]]:
-    sender, receiver = _chaos_memory_pair(seed)
-    total = sum(map(len, flights))
-    chunks: list[bytes] = []
-
-    async def send() -> None:
-        for flight in flights:
-            await sender.send_all(flight)
-
-    async def receive() -> None:
-        while sum(map(len, chunks)) < total:
-            chunks.append(bytes(await receiver.receive_some()))
-
-    await both(send, receive)
-    return chunks, receiver.decisions
-
-
 async def test_chaos_cuts_tls_records_only_at_their_middle_or_end() -> None:
     lengths = (300, 41, 1000, 7, 2000)
     stream = _records(*lengths)
@@ -340,7 +328,7 @@ async def test_chaos_cuts_tls_records_only_at_their_middle_or_end() -> None:
         start += 5 + length
     cuts_seen = 0
     for seed in range(10):
-        chunks, decisions = await _record_chunks(seed, [stream[:351], stream[351:]])
+        chunks, decisions = await _chaos_exchange(seed, [stream[:351], stream[351:]])
         assert b"".join(chunks) == stream
         offset = 0
         for chunk in chunks:
@@ -354,8 +342,8 @@ async def test_chaos_decisions_do_not_depend_on_record_sizes() -> None:
     # The same records, a few bytes longer or shorter (as a new certificate or an
     # ECDSA signature makes them): every seed makes the same decisions.
     for seed in range(10):
-        _, first = await _record_chunks(seed, [_records(300, 41, 1000), _records(7, 2000)])
-        _, second = await _record_chunks(seed, [_records(302, 40, 999), _records(9, 1998)])
+        _, first = await _chaos_exchange(seed, [_records(300, 41, 1000), _records(7, 2000)])
+        _, second = await _chaos_exchange(seed, [_records(302, 40, 999), _records(9, 1998)])
         assert first == second, f"seed {seed} took another path when sizes changed"
         assert {d.end for d in first} == {"first", "second"}
 
@@ -364,7 +352,7 @@ async def test_chaos_cuts_other_streams_anywhere() -> None:
     # Not TLS records: the cut falls at any byte, as a ReceiveStream may return.
     odd_cuts = 0
     for seed in range(10):
-        chunks, decisions = await _record_chunks(seed, [b"hello world, " * 50])
+        chunks, decisions = await _chaos_exchange(seed, [b"hello world, " * 50])
         odd_cuts += any(d.portion.endswith(" bytes") for d in decisions)
         assert b"".join(chunks) == b"hello world, " * 50
     assert odd_cuts
