@@ -20,6 +20,7 @@ from trio_tls.testing import (
     SERVER_NAME,
     TLS_VERSIONS,
     TRANSPORTS,
+    ChaosDecision,
     ChaosStream,
     StreamPair,
     TLSTestCA,
@@ -261,21 +262,28 @@ async def test_chaos_stream_keeps_the_stream_contract(seed: int) -> None:
     await trio.testing.check_half_closeable_stream(maker, clogged)
 
 
-async def _chunks_seen(seed: int, messages: list[bytes]) -> list[bytes]:
-    """What the receiver's receive_some calls return for ``messages`` under ``seed``."""
+async def _chaos_exchange(
+    seed: int, writes: list[bytes]
+) -> tuple[list[bytes], list[ChaosDecision]]:
+    """The chunks the receiver gets for ``writes`` under ``seed``, and the decisions."""
     sender, receiver = _chaos_memory_pair(seed)
-    total = sum(map(len, messages))
+    total = sum(map(len, writes))
     chunks: list[bytes] = []
 
     async def send() -> None:
-        for message in messages:
-            await sender.send_all(message)
+        for data in writes:
+            await sender.send_all(data)
 
     async def receive() -> None:
         while sum(map(len, chunks)) < total:
             chunks.append(bytes(await receiver.receive_some()))
 
     await both(send, receive)
+    return chunks, receiver.decisions
+
+
+async def _chunks_seen(seed: int, messages: list[bytes]) -> list[bytes]:
+    chunks, _ = await _chaos_exchange(seed, messages)
     return chunks
 
 
@@ -298,6 +306,93 @@ async def test_chaos_is_reproducible_from_its_seed() -> None:
         assert all(run == first for run in again)
     distinct = {tuple(map(len, first)) for first, *_ in runs.values()}
     assert len(distinct) > 1, "every seed chose the same chunking"
+
+
+def _records(*body_lengths: int) -> bytes:
+    """Bytes framed as TLS application_data records with bodies of these lengths."""
+    return b"".join(
+        b"\x17\x03\x03" + length.to_bytes(2, "big") + bytes([n % 256]) * length
+        for n, length in enumerate(body_lengths)
+    )
+
+
+async def test_chaos_cuts_tls_records_only_at_their_middle_or_end() -> None:
+    lengths = (300, 41, 1000, 7, 2000)
+    stream = _records(*lengths)
+    # Two flights of whole records, as TLS writes them. The places a cut may fall:
+    # each record's middle and end.
+    allowed: set[int] = set()
+    start = 0
+    for length in lengths:
+        allowed |= {start + (5 + length) // 2, start + 5 + length}
+        start += 5 + length
+    cuts_seen = 0
+    for seed in range(10):
+        chunks, decisions = await _chaos_exchange(seed, [stream[:351], stream[351:]])
+        assert b"".join(chunks) == stream
+        offset = 0
+        for chunk in chunks:
+            offset += len(chunk)
+            assert offset in allowed, f"seed {seed} cut at byte {offset}, inside a record"
+        cuts_seen += sum(d.portion.startswith("cut ") for d in decisions)
+    assert cuts_seen, "no seed in 10 cut a flight of records"
+
+
+async def test_chaos_decisions_do_not_depend_on_record_sizes() -> None:
+    # The same records, a few bytes longer or shorter (as a new certificate or an
+    # ECDSA signature makes them): every seed makes the same decisions.
+    for seed in range(10):
+        _, first = await _chaos_exchange(seed, [_records(300, 41, 1000), _records(7, 2000)])
+        _, second = await _chaos_exchange(seed, [_records(302, 40, 999), _records(9, 1998)])
+        assert first == second, f"seed {seed} took another path when sizes changed"
+        assert {d.end for d in first} == {"first", "second"}
+
+
+async def test_chaos_cuts_other_streams_anywhere() -> None:
+    # Not TLS records: the cut falls at any byte, as a ReceiveStream may return.
+    odd_cuts = 0
+    for seed in range(10):
+        chunks, decisions = await _chaos_exchange(seed, [b"hello world, " * 50])
+        odd_cuts += any(d.portion.endswith(" bytes") for d in decisions)
+        assert b"".join(chunks) == b"hello world, " * 50
+    assert odd_cuts
+
+
+REPORT = b"".join(b"line %05d\n" % n for n in range(2000))  # 22 KB: two TLS records
+
+
+async def _report_run(ca: TLSTestCA, seed: int, version: TLSVersionName) -> tuple[object, ...]:
+    """What a request/report exchange under chaos ``seed`` looked like, end to end."""
+    client, server = tls_memory_stream_pair(ca, version=version, chaos_seed=seed)
+    events: list[str] = []
+
+    async def serve() -> None:
+        await server.receive_some()
+        events.append("server: request")
+        await server.send_all(REPORT)
+        await server.aclose()
+
+    async def ask() -> None:
+        await client.send_all(b"GET report\n")
+        events.append("client: sent")
+        async for chunk in client:
+            events.append(f"client: {len(chunk)} bytes")
+
+    await both(serve, ask)
+    transport = client.transport_stream
+    assert isinstance(transport, ChaosStream)
+    return tuple(events), tuple(transport.decisions)
+
+
+async def test_a_seed_replays_the_same_run_with_fresh_certificates() -> None:
+    # Each TLSTestCA has new certificates, of slightly different sizes, as each test
+    # session does; the handshake's ECDSA signatures vary in size as well. Replay
+    # must not notice: same seed, same splits, delays and task switches.
+    cas = [TLSTestCA() for _ in range(6)]
+    for version in TLS_VERSIONS:
+        for seed in (*range(8), 26):
+            runs = {await _report_run(ca, seed, version) for ca in cas}
+            assert len(runs) == 1, f"TLS {version} seed {seed} took {len(runs)} paths"
 
 
 async def test_chaos_stream_misuse() -> None:
@@ -419,18 +514,16 @@ async def test_check_tls_stream_passes_over_memory_and_tcp(
 
 @pytest.mark.parametrize("chaos_seed", [None, 3], ids=["plain", "chaos3"])
 async def test_check_tls_stream_passes_over_lockstep(
-    tls_ca: TLSTestCA,
-    tls_version: TLSVersionName,
-    chaos_seed: int | None,
-    autojump_clock: trio.testing.MockClock,
+    tls_ca: TLSTestCA, tls_version: TLSVersionName, chaos_seed: int | None
 ) -> None:
-    # trio's generic checks close streams nobody reads: on a zero-buffer transport
-    # each such aclose() waits out its close_notify bound. The virtual clock makes
-    # that wait free; the checks still run in full.
+    # trio's generic checks close streams nobody reads. On a zero-buffer transport
+    # SSLStream.aclose() would wait out its close_notify bound (5 s) twice; the
+    # checks instead stop waiting once every task is blocked, so this is quick.
     async def lockstep() -> StreamPair:
         return tls_lockstep_stream_pair(tls_ca, version=tls_version, chaos_seed=chaos_seed)
 
-    await check_tls_stream(lockstep)
+    with trio.fail_after(4):
+        await check_tls_stream(lockstep)
 
 
 async def test_check_tls_stream_for_https_compatible_pairs(tls_ca: TLSTestCA) -> None:
@@ -448,18 +541,57 @@ async def test_check_tls_stream_refuses_swapped_pairs(tls_ca: TLSTestCA) -> None
         client, server = tls_memory_stream_pair(tls_ca)
         return server, client
 
-    with pytest.raises(AssertionError, match=r"\(client, server\)"):
-        await _checks._check_handshake(swapped)
+    with pytest.raises(ValueError, match=r"must return \(client, server\), client first"):
+        await check_tls_stream(swapped)
 
 
-class _NoEOFStream(HalfCloseableStream):
-    """A broken transport: closing it never tells the peer (no EOF is delivered)."""
+async def test_check_tls_stream_refuses_trio_sslstream_pairs_first(tls_ca: TLSTestCA) -> None:
+    made: list[trio.SSLStream[Stream]] = []
 
-    def __init__(self, inner: HalfCloseableStream) -> None:
+    async def trio_pair() -> tuple[trio.SSLStream[Stream], trio.SSLStream[Stream]]:
+        a, b = trio.testing.memory_stream_pair()
+        client = trio.SSLStream[Stream](a, tls_ca.client_context(), server_hostname=SERVER_NAME)
+        server = trio.SSLStream[Stream](b, tls_ca.server_context(), server_side=True)
+        made.extend((client, server))
+        return client, server
+
+    with pytest.raises(TypeError, match=r"must return trio_tls\.SSLStreams") as caught:
+        await check_tls_stream(trio_pair)  # type: ignore[arg-type]
+    # Before any of trio's checks ran: the first pair was refused, and closed.
+    assert len(made) == 2
+    assert "trio.SSLStream object" in str(caught.value)
+    for stream in made:
+        with pytest.raises(trio.ClosedResourceError):
+            await stream.send_all(b"x")
+
+
+async def test_check_tls_stream_refuses_a_bad_check_timeout(tls_ca: TLSTestCA) -> None:
+    async def memory() -> StreamPair:
+        return tls_memory_stream_pair(tls_ca)
+
+    for bad, error in (
+        (0, ValueError),
+        (-1.0, ValueError),
+        (float("inf"), ValueError),
+        (float("nan"), ValueError),
+        ("1", TypeError),
+        (True, TypeError),
+    ):
+        with pytest.raises(error, match="check_timeout"):
+            await check_tls_stream(memory, check_timeout=bad)  # type: ignore[arg-type]
+
+
+class _FaultyTransport(HalfCloseableStream):
+    """A broken transport: it drops the last byte of every write, or never really closes."""
+
+    def __init__(self, inner: HalfCloseableStream, *, drops_last_byte: bool, closes: bool) -> None:
         self.inner = inner
+        self.drops_last_byte = drops_last_byte
+        self.closes = closes
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.inner.send_all(data)
+        data = bytes(data)
+        await self.inner.send_all(data[:-1] if self.drops_last_byte else data)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.inner.wait_send_all_might_not_block()
@@ -471,25 +603,54 @@ class _NoEOFStream(HalfCloseableStream):
         return await self.inner.receive_some(max_bytes)
 
     async def aclose(self) -> None:
-        await trio.lowlevel.checkpoint()
+        if self.closes:
+            await self.inner.aclose()
+        else:
+            await trio.lowlevel.checkpoint()
 
 
-async def test_check_tls_stream_reports_a_hang_by_name(
-    tls_ca: TLSTestCA, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(_checks, "CHECK_TIMEOUT", 0.5)
-
-    async def no_eof() -> StreamPair:
+def _faulty_maker(
+    ca: TLSTestCA, *, drops_last_byte: bool = False, closes: bool = True
+) -> Callable[[], Awaitable[StreamPair]]:
+    async def make() -> StreamPair:
         a, b = trio.testing.memory_stream_pair()
+        client_transport = _FaultyTransport(a, drops_last_byte=drops_last_byte, closes=closes)
+        server_transport = _FaultyTransport(b, drops_last_byte=drops_last_byte, closes=closes)
         return (
-            SSLStream[Stream](
-                _NoEOFStream(a), tls_ca.client_context(), server_hostname=SERVER_NAME
-            ),
-            SSLStream[Stream](_NoEOFStream(b), tls_ca.server_context(), server_side=True),
+            SSLStream[Stream](client_transport, ca.client_context(), server_hostname=SERVER_NAME),
+            SSLStream[Stream](server_transport, ca.server_context(), server_side=True),
         )
 
-    with pytest.raises(AssertionError, match="ragged EOF check did not finish"):
-        await _checks._check_ragged_eof(no_eof, https_compatible=False)
+    return make
+
+
+@pytest.mark.parametrize(
+    ("fault", "waiting_at"),
+    [
+        pytest.param({"drops_last_byte": True}, "do_receive_some", id="drops_last_byte"),
+        pytest.param({"closes": False}, "expect_broken_stream_on_send", id="never_closes"),
+    ],
+)
+async def test_check_tls_stream_fails_fast_on_a_faulty_transport(
+    tls_ca: TLSTestCA, fault: dict[str, bool], waiting_at: str
+) -> None:
+    # trio's generic checks run first; they have a deadline per fresh pair too.
+    with trio.fail_after(5), pytest.raises(AssertionError) as caught:
+        await check_tls_stream(_faulty_maker(tls_ca, **fault), check_timeout=0.3)
+    message = str(caught.value)
+    assert "the generic stream checks (trio.testing.check_half_closeable_stream)" in message
+    assert "did not finish within 0.3 s" in message
+    assert waiting_at in message  # the line it was stuck on: what was expected
+
+
+async def test_tls_checks_report_a_hang_by_name(tls_ca: TLSTestCA) -> None:
+    # The kit's own checks, past trio's: a transport that never closes leaves the
+    # peer waiting for the EOF of a ragged close.
+    never_closes = _faulty_maker(tls_ca, closes=False)
+    with trio.fail_after(5), pytest.raises(AssertionError) as caught:
+        await _checks._check_ragged_eof(never_closes, 0.3, https_compatible=False)
+    assert "the ragged EOF check did not finish within 0.3 s" in str(caught.value)
+    assert "got = await client.receive_some()" in str(caught.value)
 
 
 # -- the in-process server ----------------------------------------------------------------------

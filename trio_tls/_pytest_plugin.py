@@ -1,7 +1,7 @@
 """pytest plugin: fixtures for in-process TLS tests, registered through ``pytest11``.
 
-Installing trio_tls is enough; no conftest is needed. This module provides fixtures
-and markers only. Running async tests is pytest-trio's job: set ``trio_mode = true``
+Installing trio_tls is enough; no conftest is needed. This module provides fixtures,
+markers and the rules around them. Running async tests is pytest-trio's job: set ``trio_mode = true``
 or mark tests with ``@pytest.mark.trio``.
 
 Fixtures (all public API):
@@ -16,8 +16,8 @@ Fixtures (all public API):
 - ``tls_transport``: ``"memory"`` unless ``@pytest.mark.tls_transports(...)`` runs
   the test over several of ``"memory"``, ``"lockstep"``, ``"tcp"``.
 - ``tls_chaos_seed``: None unless ``@pytest.mark.tls_chaos(...)`` runs the test once
-  per chaos seed (ids ``chaos0`` ...). A failure names its seed; ``--tls-chaos-seed=N``
-  or ``TRIO_TLS_CHAOS_SEED=N`` replays only that seed.
+  per chaos seed (ids ``chaos0`` ...). ``--tls-chaos-seed=N`` or
+  ``TRIO_TLS_CHAOS_SEED=N`` replays only seed N.
 - ``tls_stream_pair`` (async): a connected ``(client, server)`` pair of SSLStreams
   over ``tls_transport``, under chaos when ``tls_chaos_seed`` is set. The handshake
   runs on first use; both streams are force-closed after the test.
@@ -25,16 +25,42 @@ Fixtures (all public API):
   override this fixture.
 - ``tls_server`` (async): a running :class:`~trio_tls.testing.TLSTestServer` on
   127.0.0.1 (``.host``, ``.port``, ``.connect()``, ``.client_context`` ...).
+
+Every test that uses one of these is a *run* (see :mod:`trio_tls._pytest_runs`): it
+has a seed (the chaos seed, or the session's plain seed, which orders trio's task
+switches), an async one has a deadline (``tls_deadline`` ini option, or
+``@pytest.mark.tls_deadline(seconds)``), and a failure says how to replay it.
 """
 
 from __future__ import annotations
 
+import inspect
 import ssl
-from collections.abc import AsyncIterator, Generator, Iterable, Mapping, Sequence
-from typing import Any, NoReturn
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Mapping,
+    Sequence,
+)
+from typing import Any, NoReturn, TypeGuard, TypeVar
 
 import pytest
 
+from ._pytest_runs import (
+    DEFAULT_DEADLINE,
+    KIT_FIXTURES,
+    Outcome,
+    PlainSeed,
+    bounded,
+    definition_id,
+    failure_note,
+    fixturenames,
+    groups,
+    plain_seed,
+    run_of,
+)
 from .testing import (
     TLS_VERSIONS,
     TRANSPORTS,
@@ -44,15 +70,16 @@ from .testing import (
     TLSTestServer,
     TLSVersionName,
     TransportName,
-    chaos_note,
     echo_handler,
     open_tls_stream_pair,
     open_tls_test_server,
-    replay_seed,
     seed_trio_scheduler,
 )
-from .testing._chaos import DEFAULT_SEED_COUNT
+from .testing._chaos import DEFAULT_SEED_COUNT, trio_scheduler_random
+from .testing._deadline import positive_seconds
 from .testing._pairs import close_pair_forcefully
+
+_T = TypeVar("_T")
 
 #: The fixtures that are async and so need a trio test (pytest-trio).
 ASYNC_FIXTURES = ("tls_stream_pair", "tls_server")
@@ -67,7 +94,16 @@ _MARKERS = (
     "tls_chaos(count=8, seeds=None, plain=False): run a test that uses tls_chaos_seed or "
     "tls_stream_pair once per chaos seed (seeds, or range(count)); plain=True adds a run "
     "without chaos. --tls-chaos-seed=N or TRIO_TLS_CHAOS_SEED=N runs only seed N.",
+    "tls_deadline(seconds): fail an async test that uses the kit's fixtures if it runs "
+    "longer than this (default: the tls_deadline ini option).",
 )
+
+
+#: Per session: the plain seed, the default deadline, marker misuses, run outcomes.
+_PLAIN_SEED = pytest.StashKey[PlainSeed]()
+_DEADLINE = pytest.StashKey[float]()
+_MISUSES = pytest.StashKey[dict[str, list[str]]]()
+_OUTCOMES = pytest.StashKey[list[Outcome]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -77,21 +113,50 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=int,
         default=None,
         metavar="SEED",
-        help="run tests marked tls_chaos with only this chaos seed, to replay a failure "
-        "(same as the TRIO_TLS_CHAOS_SEED environment variable)",
+        help="run tests marked tls_chaos with only this chaos seed, to replay a failure, "
+        "and give it to runs without chaos (same as the TRIO_TLS_CHAOS_SEED environment "
+        "variable)",
+    )
+    parser.addini(
+        "tls_deadline",
+        "seconds an async test using trio_tls's fixtures may run before it fails as hung "
+        f"(default {DEFAULT_DEADLINE:g})",
+        default=f"{DEFAULT_DEADLINE:g}",
     )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for line in _MARKERS:
         config.addinivalue_line("markers", line)
+    try:
+        config.stash[_PLAIN_SEED] = plain_seed(config.getoption("tls_chaos_seed"))
+    except ValueError as exc:
+        raise pytest.UsageError(f"trio_tls plugin: {exc}") from None
+    config.stash[_DEADLINE] = _ini_deadline(config)
+    config.stash[_MISUSES] = {}
+    config.stash[_OUTCOMES] = []
+
+
+def _ini_deadline(config: pytest.Config) -> float:
+    raw = config.getini("tls_deadline")
+    try:
+        return positive_seconds(float(raw), "the tls_deadline ini option")
+    except (TypeError, ValueError):
+        raise pytest.UsageError(
+            "trio_tls plugin: the tls_deadline ini option must be a positive, finite "
+            f"number of seconds, not {raw!r}"
+        ) from None
 
 
 # -- parametrization ----------------------------------------------------------------------
 
 
+class _Misuse(Exception):
+    """A marker used against its rule; reported on the test, not at collection."""
+
+
 def _usage_error(message: str) -> NoReturn:
-    """Fail collection with ``message`` alone: it states the rule, a traceback would not help."""
+    """Fail with ``message`` alone: it states the rule, a traceback would not help."""
     __tracebackhide__ = True
     pytest.fail(f"trio_tls plugin: {message}", pytrace=False)
 
@@ -106,6 +171,12 @@ def _directly_parametrized(metafunc: pytest.Metafunc, argname: str) -> bool:
     return False
 
 
+def _own_marker(metafunc: pytest.Metafunc, marker: str) -> bool:
+    # Only a marker on the test itself can be an error: one on a class or module
+    # legitimately covers tests that do not use TLS at all.
+    return any(own.name == marker for own in metafunc.definition.own_markers)
+
+
 def _marker_args(
     metafunc: pytest.Metafunc, marker: str, fixture: str
 ) -> tuple[Sequence[Any], Mapping[str, Any]] | None:
@@ -114,10 +185,8 @@ def _marker_args(
     if mark is None:
         return None
     if fixture not in metafunc.fixturenames:
-        # Only a marker on the test itself is an error: one on a class or module
-        # legitimately covers tests that do not use TLS at all.
-        if any(own.name == marker for own in metafunc.definition.own_markers):
-            _usage_error(
+        if _own_marker(metafunc, marker):
+            raise _Misuse(
                 f"@pytest.mark.{marker} on {metafunc.definition.name} has no effect: "
                 f"the test does not use the {fixture} fixture (directly or through "
                 "another tls_* fixture)."
@@ -132,11 +201,11 @@ def _versions(metafunc: pytest.Metafunc) -> list[TLSVersionName]:
         return list(TLS_VERSIONS)
     args, kwargs = found
     if kwargs or not args:
-        _usage_error("@pytest.mark.tls_versions takes one or more of '1.2', '1.3' as arguments.")
+        raise _Misuse("@pytest.mark.tls_versions takes one or more of '1.2', '1.3' as arguments.")
     chosen: list[TLSVersionName] = []
     for version in args:
         if version not in TLS_VERSIONS:
-            _usage_error(
+            raise _Misuse(
                 f"@pytest.mark.tls_versions accepts only '1.2' and '1.3' (as strings), "
                 f"not {version!r}."
             )
@@ -150,11 +219,11 @@ def _transports(metafunc: pytest.Metafunc) -> list[TransportName] | None:
         return None
     args, kwargs = found
     if kwargs or not args:
-        _usage_error(f"@pytest.mark.tls_transports takes one or more of {TRANSPORTS}.")
+        raise _Misuse(f"@pytest.mark.tls_transports takes one or more of {TRANSPORTS}.")
     chosen: list[TransportName] = []
     for name in args:
         if name not in TRANSPORTS:
-            _usage_error(f"@pytest.mark.tls_transports accepts only {TRANSPORTS}, not {name!r}.")
+            raise _Misuse(f"@pytest.mark.tls_transports accepts only {TRANSPORTS}, not {name!r}.")
         chosen.append(name)
     return chosen
 
@@ -166,24 +235,43 @@ def _seeds(metafunc: pytest.Metafunc) -> list[int | None] | None:
     args, kwargs = found
     unknown = set(kwargs) - {"count", "seeds", "plain"}
     if args or unknown:
-        _usage_error(
+        raise _Misuse(
             "@pytest.mark.tls_chaos takes only the keywords count=, seeds= and plain=, "
             f"got {args!r} {sorted(unknown)!r}."
         )
-    replay = metafunc.config.getoption("tls_chaos_seed")
-    if replay is None:
-        replay = replay_seed()
-    if replay is not None:
-        return [replay]  # replaying: exactly the failing run, nothing else
-    seeds: Iterable[int] = kwargs.get("seeds") or range(kwargs.get("count", DEFAULT_SEED_COUNT))
     chosen: list[int | None] = [None] if kwargs.get("plain", False) else []
+    given = metafunc.config.stash[_PLAIN_SEED]
+    if given.replaying:
+        # Replaying: only that seed (and the plain run, which then has that seed too).
+        return [*chosen, given.seed]
+    seeds: Iterable[int] = kwargs.get("seeds") or range(kwargs.get("count", DEFAULT_SEED_COUNT))
     for seed in seeds:
         if not isinstance(seed, int) or isinstance(seed, bool):
-            _usage_error(f"@pytest.mark.tls_chaos seeds must be integers, not {seed!r}.")
+            raise _Misuse(f"@pytest.mark.tls_chaos seeds must be integers, not {seed!r}.")
         chosen.append(seed)
     if not chosen:
-        _usage_error("@pytest.mark.tls_chaos needs count >= 1 or at least one seed.")
+        raise _Misuse("@pytest.mark.tls_chaos needs count >= 1 or at least one seed.")
     return chosen
+
+
+def _check_deadline_marker(metafunc: pytest.Metafunc) -> None:
+    mark = metafunc.definition.get_closest_marker("tls_deadline")
+    if mark is None:
+        return
+    name = metafunc.definition.name
+    if KIT_FIXTURES.isdisjoint(metafunc.fixturenames) or not _is_async(metafunc.function):
+        if _own_marker(metafunc, "tls_deadline"):
+            raise _Misuse(
+                f"@pytest.mark.tls_deadline on {name} has no effect: only async tests "
+                "that use a tls_* fixture have a deadline."
+            )
+        return
+    if mark.kwargs or len(mark.args) != 1:
+        raise _Misuse("@pytest.mark.tls_deadline takes one argument, the seconds.")
+    try:
+        positive_seconds(mark.args[0], "@pytest.mark.tls_deadline's seconds")
+    except (TypeError, ValueError) as exc:
+        raise _Misuse(f"{exc}.") from None
 
 
 def _parametrize(
@@ -194,24 +282,137 @@ def _parametrize(
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    versions = _versions(metafunc)
+    misuses: list[str] = []
+
+    def attempt(read: Callable[[pytest.Metafunc], _T]) -> _T | None:
+        try:
+            return read(metafunc)
+        except _Misuse as exc:
+            misuses.append(str(exc))
+            return None
+
+    versions = attempt(_versions)
+    transports = attempt(_transports)
+    seeds = attempt(_seeds)
+    attempt(_check_deadline_marker)
+    if misuses:
+        # Collected as one unparametrized test that reports all of them (see
+        # pytest_runtest_setup); the rest of the module still runs.
+        metafunc.config.stash[_MISUSES][metafunc.definition.nodeid] = misuses
+        return
+    assert versions is not None
     _parametrize(metafunc, "tls_version", versions, [_VERSION_IDS[v] for v in versions])
-    transports = _transports(metafunc)
     if transports is not None:
         _parametrize(metafunc, "tls_transport", transports, list(transports))
-    seeds = _seeds(metafunc)
     if seeds is not None:
         ids = ["nochaos" if seed is None else f"chaos{seed}" for seed in seeds]
         _parametrize(metafunc, "tls_chaos_seed", seeds, ids)
 
 
-# -- reporting and rules ----------------------------------------------------------------
+# -- rules -------------------------------------------------------------------------------
 
 
-def _chaos_seed_of(item: pytest.Item) -> int | None:
-    callspec = getattr(item, "callspec", None)
-    seed = callspec.params.get("tls_chaos_seed") if callspec is not None else None
-    return seed if isinstance(seed, int) else None
+def _test_function(item: pytest.Item) -> object:
+    function = getattr(item, "obj", None)
+    # A hypothesis test is a sync wrapper around the user's (maybe async) function.
+    inner = getattr(getattr(function, "hypothesis", None), "inner_test", None)
+    return inner if inner is not None else function
+
+
+def _is_async(function: object) -> bool:
+    return inspect.iscoroutinefunction(function)
+
+
+def _trio_mode(config: pytest.Config) -> bool:
+    try:
+        return bool(config.getini("trio_mode"))
+    except ValueError:  # pytest-trio is not there to declare the option
+        return False
+
+
+def _trio_problem(item: pytest.Item, used: list[str]) -> str | None:
+    """Why ``item`` cannot run the async fixtures ``used``, or None if it can."""
+    if len(used) == 1:
+        fixtures, works = f"the async fixture {used[0]}", "works"
+    else:
+        fixtures, works = f"the async fixtures {', '.join(used[:-1])} and {used[-1]}", "work"
+    if not item.config.pluginmanager.hasplugin("trio"):
+        return (
+            f"{item.name} uses {fixtures}, which pytest-trio runs, and pytest-trio is not "
+            "installed (or was disabled with -p no:trio). To fix it, install pytest-trio "
+            "(pip install pytest-trio)."
+        )
+    if not _is_async(_test_function(item)):
+        how = "make it an async def test"
+        if not _trio_mode(item.config):
+            how += " marked @pytest.mark.trio (or set trio_mode = true)"
+        return (
+            f"{item.name} is a regular (sync) test function, but it uses {fixtures}, "
+            f"which only {works} in an async trio test. To fix it, {how}."
+        )
+    if item.get_closest_marker("trio") is None:
+        return (
+            f"{item.name} uses {fixtures}, which only {works} in a trio test. To fix it, "
+            "mark it @pytest.mark.trio, or set trio_mode = true."
+        )
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # tryfirst: before any fixture is set up, so the rule comes before whatever the
+    # broken setup would have raised.
+    misuses = item.config.stash[_MISUSES].get(definition_id(item))
+    if misuses:
+        _usage_error("\n".join(misuses))
+    used = [name for name in ASYNC_FIXTURES if name in fixturenames(item)]
+    problem = _trio_problem(item, used) if used else None
+    if problem is not None:
+        _usage_error(problem)
+
+
+# -- runs: seed, deadline, notes --------------------------------------------------------
+
+
+def _deadline_of(item: pytest.Item) -> float:
+    mark = item.get_closest_marker("tls_deadline")
+    if mark is not None:  # checked at collection
+        return positive_seconds(mark.args[0], "@pytest.mark.tls_deadline's seconds")
+    return item.config.stash[_DEADLINE]
+
+
+def _is_trio_test(item: pytest.Item) -> TypeGuard[pytest.Function]:
+    return (
+        isinstance(item, pytest.Function)
+        and item.config.pluginmanager.hasplugin("trio")
+        and item.get_closest_marker("trio") is not None
+        and _is_async(item.obj)  # not a hypothesis wrapper: those get a seed only
+    )
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    # tryfirst: outside pytest-trio's own wrapper, which builds its trio.run around
+    # item.obj; the seeded, bounded test has to be in place by then.
+    __tracebackhide__ = True
+    if KIT_FIXTURES.isdisjoint(fixturenames(item)):
+        return (yield)
+    run = run_of(item, item.config.stash[_PLAIN_SEED])
+    scheduler = trio_scheduler_random()
+    saved = scheduler.getstate() if scheduler is not None else None
+    original = getattr(item, "obj", None)
+    if _is_trio_test(item):
+        item.obj = bounded(item.obj, run, _deadline_of(item))
+    else:
+        seed_trio_scheduler(run.seed)
+    try:
+        return (yield)
+    finally:
+        if isinstance(item, pytest.Function):
+            item.obj = original
+        if scheduler is not None and saved is not None:
+            # Tests that do not use the kit keep trio's scheduling as it was.
+            scheduler.setstate(saved)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -219,25 +420,22 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    seed = _chaos_seed_of(item)
-    if seed is not None and report.failed:
-        report.sections.append(("trio_tls chaos", chaos_note(seed)))
+    # The call phase only: a setup error is a usage error, not something a seed did.
+    if call.when == "call" and not KIT_FIXTURES.isdisjoint(fixturenames(item)):
+        group, family = groups(item)
+        item.config.stash[_OUTCOMES].append(
+            Outcome(run_of(item, item.config.stash[_PLAIN_SEED]), group, family, report)
+        )
     return report
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    used = [name for name in ASYNC_FIXTURES if name in getattr(item, "fixturenames", ())]
-    if not used or item.get_closest_marker("trio") is not None:
-        return
-    if not item.config.pluginmanager.hasplugin("trio"):
-        how = "install pytest-trio (pip install pytest-trio) and mark the test"
-    else:
-        how = "make it an async test marked @pytest.mark.trio, or set trio_mode = true"
-    _usage_error(
-        f"{item.name} uses {', '.join(used)}, which are trio fixtures: they only work in "
-        f"a trio test. To fix it, {how}."
-    )
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Only now are all the runs of each test known. The terminal reporter shows
+    # failures after this hook, so the notes reach it.
+    outcomes = session.config.stash.get(_OUTCOMES, [])
+    for outcome in outcomes:
+        if outcome.failed:
+            outcome.report.sections.append(("trio_tls", failure_note(outcome, outcomes)))
 
 
 # -- fixtures -------------------------------------------------------------------------------
@@ -284,9 +482,6 @@ def tls_transport(request: pytest.FixtureRequest) -> TransportName:
 def tls_chaos_seed(request: pytest.FixtureRequest) -> int | None:
     """The chaos seed for this run, or None (no chaos) unless the test is marked tls_chaos."""
     seed: int | None = getattr(request, "param", None)
-    if seed is not None:
-        # Before trio.run starts, so the whole run's scheduling repeats for this seed.
-        seed_trio_scheduler(seed)
     return seed
 
 

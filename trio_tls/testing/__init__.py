@@ -3,8 +3,8 @@
 - :class:`TLSTestCA`: a throwaway CA with ready server and client contexts.
 - Stream pairs: :func:`tls_memory_stream_pair`, :func:`tls_lockstep_stream_pair`,
   :func:`open_tls_tcp_stream_pair` and :func:`open_tls_stream_pair`.
-- The ordering-chaos transport: :class:`ChaosStream`, :func:`chaos_stream_pair`,
-  :func:`run_with_seeds`.
+- The ordering-chaos transport: :class:`ChaosStream` (its :class:`ChaosDecision`
+  record), :func:`chaos_stream_pair`, :func:`run_with_seeds`.
 - :func:`check_tls_stream`: conformance checks for anything built on SSLStream.
 - :func:`open_tls_test_server`: an in-process TLS server on loopback TCP.
 - :func:`measure_stalls`: the longest time one task held the event loop.
@@ -21,6 +21,7 @@ from ._certs import TLSTestCA as TLSTestCA
 from ._certs import TLSVersionName as TLSVersionName
 from ._certs import pin_version as pin_version
 from ._chaos import CHAOS_SEED_ENV as CHAOS_SEED_ENV
+from ._chaos import ChaosDecision as ChaosDecision
 from ._chaos import ChaosStream as ChaosStream
 from ._chaos import chaos_note as chaos_note
 from ._chaos import chaos_stream_pair as chaos_stream_pair
@@ -53,6 +54,7 @@ __all__ = [
     "TLS_VERSIONS",
     "TRANSPORTS",
     "AnyStreamPair",
+    "ChaosDecision",
     "ChaosStream",
     "Handler",
     "KeyTypeName",

@@ -7,6 +7,16 @@ a busier machine or TLS 1.3's different message order will break it one day.
 for every call, how many times to yield to the scheduler first and how much of
 what arrived to hand back now. The same seed makes the same decisions, so a failure can be replayed.
 
+Replay must survive what changes from one session to the next. A TLS handshake's
+exact size does: each test session mints a new certificate, and an ECDSA signature
+(in the certificate, and in every handshake) varies by a byte or two. So no decision
+depends on a byte count. Each end draws the same number of values for every call,
+so its k-th ``receive_some`` always makes the k-th decision whatever the earlier
+calls saw; and under TLS a cut falls only at the middle or the end of a record, so
+which records are complete, and so what TLS does next, is the same in every
+session. :attr:`ChaosStream.decisions` is that canonical record: two runs took the
+same path exactly when their records are equal.
+
 Put it *under* SSLStream (the pair makers' ``chaos_seed=`` argument) to vary how
 ciphertext reaches the TLS layer: TLS reassembles each record, so what a
 ``receive_some`` returns then varies at record boundaries, which is what really
@@ -22,10 +32,12 @@ import os
 import random
 import sys
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Generic, TypeVar, final
+from typing import Generic, NamedTuple, TypeVar, final
 
 import trio
 from trio.abc import HalfCloseableStream, Stream
+
+from ._framing import RecordMarks
 
 S = TypeVar("S", bound=Stream)
 
@@ -63,18 +75,47 @@ def chaos_note(seed: int) -> str:
     )
 
 
-def seed_trio_scheduler(seed: int) -> None:
-    """Make trio's own scheduling coin flips repeat for ``seed`` (best effort).
+def trio_scheduler_random() -> random.Random | None:
+    """The ``random.Random`` behind trio's scheduling coin flips, or None if not found.
 
-    trio runs each batch of ready tasks forwards or backwards at random, from a
-    private ``random.Random`` that hypothesis also seeds (``register_random``) for the
-    same reason: without it, replaying a seed on in-memory transports could take a
-    different path. A trio that moved that attribute is left alone.
+    trio runs each batch of ready tasks forwards or backwards at random, from this
+    private generator; hypothesis seeds it too (``register_random``), for the same
+    reason as we do. A trio that moved it gives None.
     """
     run_module = sys.modules.get("trio._core._run")
     rng = getattr(run_module, "_r", None)
-    if isinstance(rng, random.Random):
+    return rng if isinstance(rng, random.Random) else None
+
+
+def seed_trio_scheduler(seed: int) -> None:
+    """Make trio's own scheduling coin flips repeat for ``seed`` (best effort).
+
+    Without it, replaying a seed on in-memory transports could take a different path:
+    the same tasks, run in another order.
+    """
+    rng = trio_scheduler_random()
+    if rng is not None:
         rng.seed(f"trio_tls-chaos-scheduler:{seed}")
+
+
+class ChaosDecision(NamedTuple):
+    """One call's decisions, as kept in :attr:`ChaosStream.decisions`.
+
+    Nothing in it is a byte count that varies between sessions, so the records of
+    two runs of the same seed compare equal exactly when the runs took the same path.
+    """
+
+    #: The ``name`` of the stream that decided ("first" or "second" in a pair).
+    end: str
+    #: The method called: "send_all", "wait_send_all_might_not_block", "send_eof"
+    #: or "receive_some".
+    operation: str
+    #: How many times it yielded to the scheduler before going on.
+    checkpoints: int
+    #: For ``receive_some``, how much of what had arrived it returned: "all", "eof",
+    #: "cut k/n" (the k-th of the n record middles and ends inside it, under TLS) or
+    #: "b/n bytes" (for a stream that is not TLS). Empty for the other methods.
+    portion: str = ""
 
 
 @final
@@ -86,6 +127,7 @@ class ChaosStream(HalfCloseableStream, Generic[S]):
     * ``receive_some`` yields a random number of times before waiting on the
       transport (so the peer may write more first: chunks coalesce), then returns a
       random prefix of what arrived and keeps the rest for the next call (chunks split).
+      Over TLS records the prefix ends at the middle or the end of a record.
 
     Writes are never split: on a lockstep transport a write still completes when the
     peer receives it, as one piece, and the receiving side hands it out in pieces.
@@ -102,17 +144,34 @@ class ChaosStream(HalfCloseableStream, Generic[S]):
       transport: the stream to wrap.
       seed: decides every choice; the same seed and the same calls give the same choices.
       name: mixed into the seed, so the two ends of a pair make different choices.
+      decisions: the list to record decisions in; :func:`chaos_stream_pair` gives
+          both ends one list, so it also shows how their calls interleaved.
 
     Attributes:
       transport: the wrapped stream.
       seed: the seed it was made with.
+      decisions: a :class:`ChaosDecision` per call, in the order they were made.
     """
 
-    def __init__(self, transport: S, seed: int, *, name: str = "") -> None:
+    def __init__(
+        self,
+        transport: S,
+        seed: int,
+        *,
+        name: str = "",
+        decisions: list[ChaosDecision] | None = None,
+    ) -> None:
         self.transport: S = transport
         self.seed = operator.index(seed)
-        self._random = random.Random(f"trio_tls-chaos:{self.seed}:{name}")
+        self.name = name
+        self.decisions: list[ChaosDecision] = [] if decisions is None else decisions
+        # One generator per direction: the sending and the receiving task call in
+        # an order of their own, and neither may shift the other's draws.
+        self._send_random = random.Random(f"trio_tls-chaos:{self.seed}:{name}:send")
+        self._receive_random = random.Random(f"trio_tls-chaos:{self.seed}:{name}:receive")
         self._pending = bytearray()
+        self._consumed = 0  # bytes handed out so far: the offset of _pending[0]
+        self._marks = RecordMarks()
         self._closed = False
         self._sending = False
         self._receiving = False
@@ -120,21 +179,11 @@ class ChaosStream(HalfCloseableStream, Generic[S]):
     def __repr__(self) -> str:
         return f"<ChaosStream seed={self.seed} over {self.transport!r}>"
 
-    async def _jitter(self) -> None:
-        # Always at least one checkpoint: every Stream method must be one, even when
+    @staticmethod
+    def _checkpoint_count(draw: float) -> int:
+        # Always at least one: every Stream method must be a checkpoint, even when
         # the transport is not called (data already pending).
-        for _ in range(1 + self._random.randrange(MAX_EXTRA_CHECKPOINTS + 1)):
-            await trio.lowlevel.checkpoint()
-
-    def _take(self, limit: int) -> int:
-        """How many of ``limit`` available bytes to return now (at least one)."""
-        if limit == 1 or self._random.random() < 0.5:
-            return limit
-        return self._random.randrange(1, limit)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise trio.ClosedResourceError("this ChaosStream was closed")
+        return 1 + int(draw * (MAX_EXTRA_CHECKPOINTS + 1))
 
     def _start_sending(self) -> None:
         if self._sending:
@@ -142,10 +191,34 @@ class ChaosStream(HalfCloseableStream, Generic[S]):
         self._check_open()
         self._sending = True
 
+    async def _send_jitter(self, operation: str) -> None:
+        """Decide and record a sending call, and yield as decided."""
+        checkpoints = self._checkpoint_count(self._send_random.random())
+        self.decisions.append(ChaosDecision(self.name, operation, checkpoints))
+        for _ in range(checkpoints):
+            await trio.lowlevel.checkpoint()
+
+    def _cut(self, limit: int, take_all: bool, where: float) -> tuple[int, str]:
+        """How many of ``limit`` available bytes to return now, and how to record it."""
+        if self._marks.framed:
+            cuts = self._marks.cuts(self._consumed, limit)
+            if take_all or not cuts:
+                return limit, "all"
+            index = int(where * len(cuts))
+            return cuts[index], f"cut {index + 1}/{len(cuts)}"
+        if take_all or limit == 1:
+            return limit, "all"
+        count = 1 + int(where * (limit - 1))
+        return count, f"{count}/{limit} bytes"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("this ChaosStream was closed")
+
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         self._start_sending()
         try:
-            await self._jitter()
+            await self._send_jitter("send_all")
             await self.transport.send_all(data)
         finally:
             self._sending = False
@@ -153,7 +226,7 @@ class ChaosStream(HalfCloseableStream, Generic[S]):
     async def wait_send_all_might_not_block(self) -> None:
         self._start_sending()
         try:
-            await self._jitter()
+            await self._send_jitter("wait_send_all_might_not_block")
             await self.transport.wait_send_all_might_not_block()
         finally:
             self._sending = False
@@ -164,7 +237,7 @@ class ChaosStream(HalfCloseableStream, Generic[S]):
             transport = self.transport
             if not isinstance(transport, HalfCloseableStream):
                 raise TypeError(f"send_eof needs a HalfCloseableStream, not {transport!r}")
-            await self._jitter()
+            await self._send_jitter("send_eof")
             await transport.send_eof()
         finally:
             self._sending = False
@@ -179,21 +252,33 @@ class ChaosStream(HalfCloseableStream, Generic[S]):
                 raise ValueError("max_bytes must be >= 1")
         self._receiving = True
         try:
-            await self._jitter()
+            # Three draws on every call, used or not: the next call's draws must not
+            # depend on what this one saw.
+            draw = self._receive_random.random
+            checkpoints, take_all, where = self._checkpoint_count(draw()), draw() < 0.5, draw()
+            for _ in range(checkpoints):
+                await trio.lowlevel.checkpoint()
             if not self._pending:
                 # Nothing may happen after this await: whatever it returns is kept
                 # (in _pending) even if we are cancelled later.
                 data = await self.transport.receive_some()
                 if not data:
+                    self._record("receive_some", checkpoints, "eof")
                     return b""
                 self._pending += data
+                self._marks.feed(data)
             limit = len(self._pending) if max_bytes is None else min(max_bytes, len(self._pending))
-            count = self._take(limit)
+            count, portion = self._cut(limit, take_all, where)
+            self._record("receive_some", checkpoints, portion)
             chunk = bytes(self._pending[:count])
             del self._pending[:count]
+            self._consumed += count
             return chunk
         finally:
             self._receiving = False
+
+    def _record(self, operation: str, checkpoints: int, portion: str) -> None:
+        self.decisions.append(ChaosDecision(self.name, operation, checkpoints, portion))
 
     async def aclose(self) -> None:
         self._closed = True
@@ -205,11 +290,17 @@ def chaos_stream_pair(pair: tuple[S, S], seed: int) -> tuple[ChaosStream[S], Cha
     """Wrap both ends of a connected pair in :class:`ChaosStream` with one seed.
 
     It also seeds trio's own scheduling (see :func:`seed_trio_scheduler`), so on
-    in-memory transports the whole run repeats for the same seed.
+    in-memory transports the whole run repeats for the same seed. Both ends record
+    their decisions in one list (``first.decisions is second.decisions``), in the
+    order they were made.
     """
     seed_trio_scheduler(seed)
     first, second = pair
-    return ChaosStream(first, seed, name="first"), ChaosStream(second, seed, name="second")
+    decisions: list[ChaosDecision] = []
+    return (
+        ChaosStream(first, seed, name="first", decisions=decisions),
+        ChaosStream(second, seed, name="second", decisions=decisions),
+    )
 
 
 async def run_with_seeds(

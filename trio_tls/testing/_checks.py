@@ -1,25 +1,50 @@
-"""check_tls_stream(): trio's stream conformance checks plus the TLS-specific ones."""
+"""check_tls_stream(): trio's stream conformance checks plus the TLS-specific ones.
+
+Every check runs on fresh pairs under its own deadline, so a stream that loses data
+or never closes fails with the check's name and the line it was stuck on instead of
+hanging the caller. trio's generic checks are one long function with no deadline;
+they get a fresh deadline with every pair they ask for.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import linecache
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import trio
 import trio.testing
 from trio.abc import HalfCloseableStream, Stream
 
 from .._stream import SSLStream
+from ._deadline import positive_seconds
 from ._pairs import AnyStreamPair, close_pair_forcefully
 
 #: A maker of fresh ``(client, server)`` pairs, as trio's checks take.
 PairMaker = Callable[[], Awaitable[AnyStreamPair]]
 
-#: Seconds one TLS check may take before it is reported as a deadlock. Each check is
-#: a handful of round trips in memory; only a hang gets anywhere near this.
+#: Default seconds one check may take before it is reported as a deadlock. Each check
+#: is a handful of round trips in memory; only a hang gets anywhere near this.
 CHECK_TIMEOUT = 10.0
 
+#: How long every task must have been blocked before a close in trio's generic checks
+#: stops waiting to deliver close_notify. On memory and lockstep transports nothing
+#: can change once all tasks are blocked; over TCP the kernel moves loopback data in
+#: microseconds, so a peer that is reading wakes up well within this.
+STUCK_CLOSE_CUSHION = 0.05
+
 PAYLOAD = b"trio_tls check payload \x00\xff" * 3
+
+#: Qualified-name prefixes of the code in this module that only passes calls on.
+_PLUMBING = ("_ClosesWhenStuck.", "_cancel_when_stuck", "_Deadline.", "_fresh_pair")
+
+#: Source files whose lines name what a stuck check was waiting for.
+_CHECK_FILES = (
+    str(Path(__file__)),
+    str(Path(trio.testing.__file__).parent / "_check_streams.py"),
+)
 
 
 def _expect(condition: bool, message: str) -> None:
@@ -28,29 +53,216 @@ def _expect(condition: bool, message: str) -> None:
         raise AssertionError(f"check_tls_stream: {message}")
 
 
+async def _validated(maker: PairMaker, what: str) -> AnyStreamPair:
+    """A pair from ``maker``, refused (and closed) unless it is (client, server) SSLStreams."""
+    __tracebackhide__ = True
+    pair = await maker()
+    error = _pair_error(pair, what)
+    if error is None:
+        return pair
+    for stream in pair if isinstance(pair, tuple) else ():
+        if isinstance(stream, trio.abc.AsyncResource):
+            await trio.aclose_forcefully(stream)
+    raise error
+
+
+def _pair_error(pair: object, what: str) -> TypeError | ValueError | None:
+    if not (isinstance(pair, tuple) and len(pair) == 2):
+        return TypeError(
+            f"check_tls_stream: {what} must return a (client, server) tuple of "
+            f"trio_tls.SSLStreams, not {pair!r}"
+        )
+    client, server = pair
+    if not (isinstance(client, SSLStream) and isinstance(server, SSLStream)):
+        return TypeError(
+            f"check_tls_stream: {what} must return trio_tls.SSLStreams (the kit checks "
+            f"trio_tls.SSLStream, not trio.SSLStream or other streams), got {client!r} "
+            f"and {server!r}"
+        )
+    if client.server_side or not server.server_side:
+        return ValueError(
+            f"check_tls_stream: {what} must return (client, server), client first; "
+            "it returned them the other way round"
+        )
+    return None
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for child in exc.exceptions for leaf in _leaves(child)]
+    return [exc]
+
+
+def _waiting_at(exc: BaseException) -> str | None:
+    """The checks' own frames of ``exc``'s traceback: the calls, then the source line."""
+    calls: list[str] = []
+    where = ""
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        code = frame.f_code
+        # The close-when-stuck wrapper only passes calls on; the line that made the
+        # call says what was expected.
+        if code.co_filename in _CHECK_FILES and not code.co_qualname.startswith(_PLUMBING):
+            calls.append(code.co_name)
+            # Without a trailing comment (trio's lines carry type: ignore pragmas).
+            where = linecache.getline(code.co_filename, lineno).split("  #")[0].strip()
+    return f"{' > '.join(calls)}: {where}" if calls else None
+
+
+def _stuck_at(exc: BaseException) -> list[str]:
+    """Where each task of a check was waiting when the deadline cancelled it.
+
+    The cancellation may pass through cleanup that waits in turn (a nursery's
+    ``aclose_forcefully`` ...), which raises a later exception with the original as
+    its ``__context__``: the oldest one tells where the check was stuck.
+    """
+    found: list[str] = []
+    layer = _leaves(exc)
+    seen: set[int] = set()
+    while layer:
+        lines: list[str] = []
+        older: list[BaseException] = []
+        for leaf in layer:
+            if id(leaf) in seen:
+                continue
+            seen.add(id(leaf))
+            line = _waiting_at(leaf)
+            if line is not None and line not in lines:
+                lines.append(line)
+            if leaf.__context__ is not None:
+                older += _leaves(leaf.__context__)
+        found = lines or found
+        layer = older
+    return found
+
+
+class _Deadline:
+    """One cancel scope whose deadline each check (or each fresh pair) renews."""
+
+    def __init__(self, check_timeout: float) -> None:
+        self.check_timeout = check_timeout
+        self.scope = trio.CancelScope()
+        self.stuck: list[str] = []
+
+    def renew(self) -> None:
+        self.scope.deadline = trio.current_time() + self.check_timeout
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        with self.scope:
+            self.renew()
+            try:
+                yield
+            except BaseException as exc:
+                if self.scope.cancel_called:
+                    self.stuck = _stuck_at(exc)
+                raise
+
+    def expired(self, check: str) -> AssertionError | None:
+        if not self.scope.cancelled_caught:
+            return None
+        where = "".join(f"\n    {line}" for line in self.stuck) or " (nowhere in the checks)"
+        return AssertionError(
+            f"check_tls_stream: the {check} did not finish within {self.check_timeout:g} s "
+            f"(a deadlock, or data lost on the way?). It was still waiting at:{where}"
+        )
+
+
 @contextlib.asynccontextmanager
-async def _fresh_pair(maker: PairMaker, check: str) -> AsyncIterator[AnyStreamPair]:
+async def _fresh_pair(
+    maker: PairMaker, check: str, check_timeout: float
+) -> AsyncIterator[AnyStreamPair]:
     """A new pair for one check, force-closed after it, the check bounded in time."""
     __tracebackhide__ = True
-    client, server = await maker()
-    _expect(
-        isinstance(client, SSLStream) and isinstance(server, SSLStream),
-        f"the maker must return two trio_tls.SSLStreams, got {client!r} and {server!r}",
-    )
-    _expect(
-        not client.server_side and server.server_side,
-        "the maker must return (client, server), in that order",
-    )
+    client, server = await _validated(maker, "the stream maker")
+    deadline = _Deadline(check_timeout)
     try:
-        with trio.fail_after(CHECK_TIMEOUT):
+        with deadline.running():
             yield client, server
-    except trio.TooSlowError as exc:
-        raise AssertionError(
-            f"check_tls_stream: the {check} check did not finish within {CHECK_TIMEOUT} s "
-            "(a deadlock?)"
-        ) from exc
     finally:
         await close_pair_forcefully((client, server))
+    error = deadline.expired(f"{check} check")
+    if error is not None:
+        raise error
+
+
+class _ClosesWhenStuck(HalfCloseableStream):
+    """An SSLStream as trio's generic checks get it: ``aclose`` stops waiting when stuck.
+
+    Several of trio's checks close one end while nobody reads the other. On a
+    zero-buffer transport the close_notify send then cannot complete, and
+    SSLStream.aclose() waits out its bound before closing the transport. Here the
+    close gives up as soon as every task is blocked, the one state in which nobody
+    can ever read it; the transport is closed either way. Everything else is the
+    SSLStream's own behaviour, passed through.
+    """
+
+    def __init__(self, stream: SSLStream[Stream]) -> None:
+        self.stream = stream
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self.stream.send_eof()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.stream.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        failure: Exception | None = None
+        with trio.CancelScope() as give_up:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_cancel_when_stuck, give_up)
+                try:
+                    await self.stream.aclose()
+                except Exception as exc:
+                    # Raised as it is below, not wrapped in the nursery's ExceptionGroup:
+                    # trio's checks look at aclose()'s own exception.
+                    failure = exc
+                nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+
+
+async def _cancel_when_stuck(scope: trio.CancelScope) -> None:
+    await trio.testing.wait_all_tasks_blocked(STUCK_CLOSE_CUSHION)
+    scope.cancel()
+
+
+#: What trio's generic checks get from their stream makers.
+_GenericPair = tuple[HalfCloseableStream, HalfCloseableStream]
+
+
+async def _check_generic(maker: PairMaker, clogged: PairMaker | None, check_timeout: float) -> None:
+    """trio's check_half_closeable_stream, each fresh pair under a fresh deadline."""
+    __tracebackhide__ = True
+    deadline = _Deadline(check_timeout)
+    pairs = 0
+
+    def fresh(source: PairMaker, what: str) -> Callable[[], Awaitable[_GenericPair]]:
+        async def make() -> _GenericPair:
+            nonlocal pairs
+            pairs += 1
+            deadline.renew()
+            client, server = await _validated(source, what)
+            return _ClosesWhenStuck(client), _ClosesWhenStuck(server)
+
+        return make
+
+    with deadline.running():
+        await trio.testing.check_half_closeable_stream(
+            fresh(maker, "the stream maker"),
+            fresh(clogged, "the clogged stream maker") if clogged is not None else None,
+        )
+    error = deadline.expired(
+        f"generic stream checks (trio.testing.check_half_closeable_stream), on their "
+        f"fresh pair #{pairs},"
+    )
+    if error is not None:
+        raise error
 
 
 async def _both(
@@ -70,8 +282,8 @@ async def _receive_exactly(stream: Stream, size: int) -> bytes:
     return bytes(data)
 
 
-async def _check_handshake(maker: PairMaker) -> None:
-    async with _fresh_pair(maker, "handshake") as (client, server):
+async def _check_handshake(maker: PairMaker, check_timeout: float) -> None:
+    async with _fresh_pair(maker, "handshake", check_timeout) as (client, server):
         for stream in (client, server):
             with contextlib.suppress(trio.NeedHandshakeError):
                 stream.version()
@@ -105,8 +317,8 @@ async def _expect_eof(stream: Stream, what: str) -> None:
         _expect(got == b"", f"{what}: expected EOF (b''), received {got!r}")
 
 
-async def _check_close_notify(maker: PairMaker) -> None:
-    async with _fresh_pair(maker, "close_notify") as (client, server):
+async def _check_close_notify(maker: PairMaker, check_timeout: float) -> None:
+    async with _fresh_pair(maker, "close_notify", check_timeout) as (client, server):
 
         async def server_says_goodbye() -> None:
             await server.send_all(PAYLOAD)
@@ -122,8 +334,8 @@ async def _check_close_notify(maker: PairMaker) -> None:
             _expect(False, "send_all after aclose() must raise ClosedResourceError")
 
 
-async def _check_ragged_eof(maker: PairMaker, https_compatible: bool) -> None:
-    async with _fresh_pair(maker, "ragged EOF") as (client, server):
+async def _check_ragged_eof(maker: PairMaker, check_timeout: float, https_compatible: bool) -> None:
+    async with _fresh_pair(maker, "ragged EOF", check_timeout) as (client, server):
         await _both(client.do_handshake, server.do_handshake)
         # Close the server's transport under it: EOF with no close_notify.
         await trio.aclose_forcefully(server.transport_stream)
@@ -137,8 +349,8 @@ async def _check_ragged_eof(maker: PairMaker, https_compatible: bool) -> None:
         _expect(False, f"a ragged EOF must raise BrokenResourceError, received {got!r}")
 
 
-async def _check_half_close(maker: PairMaker) -> None:
-    async with _fresh_pair(maker, "half-close") as (client, server):
+async def _check_half_close(maker: PairMaker, check_timeout: float) -> None:
+    async with _fresh_pair(maker, "half-close", check_timeout) as (client, server):
 
         async def client_side() -> None:
             await client.send_all(PAYLOAD)
@@ -159,8 +371,8 @@ async def _check_half_close(maker: PairMaker) -> None:
         await _both(client_side, server_side)
 
 
-async def _check_unwrap(maker: PairMaker) -> None:
-    async with _fresh_pair(maker, "unwrap") as (client, server):
+async def _check_unwrap(maker: PairMaker, check_timeout: float) -> None:
+    async with _fresh_pair(maker, "unwrap", check_timeout) as (client, server):
         plaintext = b"plaintext after TLS\n" * 5
 
         async def client_side() -> None:
@@ -199,6 +411,7 @@ async def check_tls_stream(
     clogged_stream_maker: PairMaker | None = None,
     *,
     https_compatible: bool = False,
+    check_timeout: float = CHECK_TIMEOUT,
 ) -> None:
     """Check that ``(client, server)`` SSLStream pairs behave as the stream contract says.
 
@@ -207,8 +420,17 @@ async def check_tls_stream(
     handshakes, ``NeedHandshakeError`` before the handshake, close_notify ending the
     peer's stream after all data, ragged EOF (BrokenResourceError, or EOF with
     ``https_compatible``), half-close both ways, and ``unwrap()`` with plaintext
-    that follows it on the transport. Each TLS check is bounded by
-    :data:`CHECK_TIMEOUT`; a hang fails with the check's name.
+    that follows it on the transport.
+
+    Every pair is checked first: a maker that returns anything but ``(client,
+    server)`` trio_tls SSLStreams gets a :exc:`TypeError` (or :exc:`ValueError` for
+    ``(server, client)``) before any check runs. Each check, and each fresh pair of
+    trio's generic checks, has ``check_timeout`` seconds: a stream that loses data or never
+    closes fails with an :exc:`AssertionError` naming the check and the line it was
+    waiting at, instead of hanging. In trio's generic checks a close whose
+    close_notify nobody can ever read (every task is blocked, as on a zero-buffer
+    transport whose peer is not reading) stops waiting at once rather than after
+    SSLStream's bound.
 
     Use it for any transport you run SSLStream over (your own, or a wrapper)::
 
@@ -224,22 +446,13 @@ async def check_tls_stream(
           moves unless the peer receives (e.g. ``tls_lockstep_stream_pair``), with
           both handshakes already done; see trio's ``check_two_way_stream``.
       https_compatible: whether the pairs were made with ``https_compatible=True``.
+      check_timeout: seconds each check may take (default :data:`CHECK_TIMEOUT`).
     """
     __tracebackhide__ = True
-
-    # trio's checks are typed for HalfCloseableStream pairs; SSLStream is one.
-    async def generic() -> tuple[HalfCloseableStream, HalfCloseableStream]:
-        return await stream_maker()
-
-    async def clogged() -> tuple[HalfCloseableStream, HalfCloseableStream]:
-        assert clogged_stream_maker is not None
-        return await clogged_stream_maker()
-
-    await trio.testing.check_half_closeable_stream(
-        generic, clogged if clogged_stream_maker is not None else None
-    )
-    await _check_handshake(stream_maker)
-    await _check_close_notify(stream_maker)
-    await _check_ragged_eof(stream_maker, https_compatible)
-    await _check_half_close(stream_maker)
-    await _check_unwrap(stream_maker)
+    check_timeout = positive_seconds(check_timeout, "check_timeout")
+    await _check_generic(stream_maker, clogged_stream_maker, check_timeout)
+    await _check_handshake(stream_maker, check_timeout)
+    await _check_close_notify(stream_maker, check_timeout)
+    await _check_ragged_eof(stream_maker, check_timeout, https_compatible)
+    await _check_half_close(stream_maker, check_timeout)
+    await _check_unwrap(stream_maker, check_timeout)
