@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trio_tls.testing import TLSTestCA
-from trio_tls.testing._certs import TLSVersionName
+from trio_tls.testing import TLSTestCA, TLSVersionName
 
 
 @pytest.fixture(scope="session")

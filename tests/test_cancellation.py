@@ -34,11 +34,11 @@ from trio.abc import Stream
 from trio_tls import SSLStream
 from trio_tls.testing import (
     TLSTestCA,
+    TLSVersionName,
     open_tls_tcp_stream_pair,
     tls_lockstep_stream_pair,
     tls_memory_stream_pair,
 )
-from trio_tls.testing._certs import TLSVersionName
 
 TransportName = Literal["memory", "lockstep", "tcp"]
 Pair = tuple[SSLStream[Stream], SSLStream[Stream]]

@@ -7,8 +7,7 @@ import ssl
 import pytest
 
 from trio_tls._engine import _NEED_INPUT, READ_AHEAD_LIMIT, Step, TLSEngine, _is_eof
-from trio_tls.testing import SERVER_NAME, TLSTestCA
-from trio_tls.testing._certs import TLSVersionName
+from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName
 
 
 def make_engines(ca: TLSTestCA, version: TLSVersionName) -> tuple[TLSEngine, TLSEngine]:

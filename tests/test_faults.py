@@ -25,8 +25,7 @@ from OpenSSL import SSL
 
 import trio_tls._stream
 from trio_tls import SSLStream
-from trio_tls.testing import SERVER_NAME, TLSTestCA
-from trio_tls.testing._certs import TLSVersionName
+from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName
 
 #: Every test ends well within this; only a hang reaches it.
 FAULT_TIMEOUT = 10.0

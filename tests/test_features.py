@@ -21,8 +21,7 @@ from trio_tls import (
     select_context_by_sni,
     serve_ssl_over_tcp,
 )
-from trio_tls.testing import SERVER_NAME, TLSTestCA, tls_memory_stream_pair
-from trio_tls.testing._certs import TLSVersionName
+from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName, tls_memory_stream_pair
 
 from .helpers.peers import require_tool, run_tool
 

@@ -46,8 +46,7 @@ from hypothesis import strategies as st
 from trio.abc import HalfCloseableStream, Stream
 
 from trio_tls import SSLStream, serve_ssl_over_tcp
-from trio_tls.testing import SERVER_NAME, TLSTestCA
-from trio_tls.testing._certs import TLSVersionName
+from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName
 
 #: Per test. Small and derandomized in CI (same cases every run); ``make soak`` sets
 #: it high and then Hypothesis draws new random cases each time.

@@ -25,8 +25,7 @@ import trio
 
 from trio_tls import SSLStream
 from trio_tls._engine import READ_AHEAD_LIMIT
-from trio_tls.testing import SERVER_NAME, TLSTestCA, measure_stalls
-from trio_tls.testing._certs import TLSVersionName
+from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName, measure_stalls
 
 #: The deadline put around each operation under attack.
 DEADLINE = 0.3

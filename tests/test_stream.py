@@ -19,10 +19,10 @@ from trio_tls._stream import CLOSE_NOTIFY_SEND_TIMEOUT
 from trio_tls.testing import (
     SERVER_NAME,
     TLSTestCA,
+    TLSVersionName,
     tls_lockstep_stream_pair,
     tls_memory_stream_pair,
 )
-from trio_tls.testing._certs import TLSVersionName
 
 Pair = tuple[SSLStream[Stream], SSLStream[Stream]]
 

@@ -8,8 +8,12 @@ from trio.abc import Stream
 from trio.testing import check_half_closeable_stream, check_two_way_stream
 
 from trio_tls import SSLStream
-from trio_tls.testing import TLSTestCA, tls_lockstep_stream_pair, tls_memory_stream_pair
-from trio_tls.testing._certs import TLSVersionName
+from trio_tls.testing import (
+    TLSTestCA,
+    TLSVersionName,
+    tls_lockstep_stream_pair,
+    tls_memory_stream_pair,
+)
 
 Pair = tuple[SSLStream[Stream], SSLStream[Stream]]
 

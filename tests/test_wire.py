@@ -14,8 +14,7 @@ from trio.testing import assert_checkpoints
 
 from trio_tls import SSLStream
 from trio_tls._wire import SocketWire, StreamWire, wire_for
-from trio_tls.testing import SERVER_NAME, TLSTestCA, tls_memory_stream_pair
-from trio_tls.testing._certs import TLSVersionName
+from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName, tls_memory_stream_pair
 
 TcpPair = tuple[SSLStream[trio.SocketStream], SSLStream[trio.SocketStream]]
 

@@ -9,6 +9,7 @@ from typing import NoReturn, final
 import trio
 from trio.abc import Listener
 
+from ._contexts import keep_truncation_detectable
 from ._stream import SSLStream, T_Stream
 
 #: Default handshake deadline for servers. A client that opens TCP and never finishes
@@ -76,8 +77,7 @@ def default_client_context() -> ssl.SSLContext:
     """
     context = ssl.create_default_context()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
-    return context
+    return keep_truncation_detectable(context)
 
 
 async def open_ssl_over_tcp_stream(

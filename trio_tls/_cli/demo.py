@@ -18,12 +18,13 @@ from functools import partial
 import trio
 import trustme
 
+from .._contexts import TLSVersionName, pin_version
 from .._listener import default_client_context, open_ssl_over_tcp_stream, serve_ssl_over_tcp
 from .._stream import SSLStream
 from . import options
 from . import output as out
 from .failure import Failure, causes, explain
-from .tls import Summary, bound_address, pin_version, summarize
+from .tls import Summary, bound_address, server_context, summarize
 
 #: Big enough to take many TLS records (16 KiB each), small enough to be instant.
 PAYLOAD_SIZE = 64 * 1024
@@ -54,7 +55,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    version: ssl.TLSVersion | None = args.tls_version
+    version: TLSVersionName | None = args.tls_version
     try:
         sides = trio.run(demo, version)
     except Failure as failure:
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def demo(version: ssl.TLSVersion | None) -> Sides:
+async def demo(version: TLSVersionName | None) -> Sides:
     server_ctx, client_ctx = _contexts(version)
     payload = random.Random(0).randbytes(PAYLOAD_SIZE)
     sides = Sides()
@@ -90,15 +91,14 @@ async def demo(version: ssl.TLSVersion | None) -> Sides:
     return sides
 
 
-def _contexts(version: ssl.TLSVersion | None) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+def _contexts(version: TLSVersionName | None) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     ca = trustme.CA()
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx = server_context(version, [ALPN])
     ca.issue_cert("localhost", "127.0.0.1").configure_cert(server_ctx)
     client_ctx = default_client_context()  # what trio_tls's client helpers use
     ca.configure_trust(client_ctx)
-    for ctx in (server_ctx, client_ctx):
-        pin_version(ctx, version)
-        ctx.set_alpn_protocols([ALPN])
+    pin_version(client_ctx, version)
+    client_ctx.set_alpn_protocols([ALPN])
     return server_ctx, client_ctx
 
 

@@ -12,19 +12,19 @@ import argparse
 import ipaddress
 import math
 import re
-import ssl
 import urllib.parse
 from typing import NamedTuple
 
 import idna
 
+from .._contexts import TLSVersionName
 from .failure import UsageError
 
 #: The ports TCP has; 0 is not one a client can connect to.
 MAX_PORT = 65535
 
 #: The ``--tls1.2`` / ``--tls1.3`` switches.
-VERSION_FLAGS = {"--tls1.2": ssl.TLSVersion.TLSv1_2, "--tls1.3": ssl.TLSVersion.TLSv1_3}
+VERSION_FLAGS: dict[str, TLSVersionName] = {"--tls1.2": "1.2", "--tls1.3": "1.3"}
 
 # An ASCII host name label. Underscores are not valid in DNS host names but are
 # common in private networks (container and service names), and the resolver takes

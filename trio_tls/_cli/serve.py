@@ -25,6 +25,7 @@ from typing import Literal
 import trio
 import trustme
 
+from .._contexts import TLSVersionName
 from .._engine import _is_eof
 from .._listener import SSLListener, open_ssl_over_tcp_listeners
 from .._stream import SSLStream
@@ -34,12 +35,7 @@ from .certs import parse_der
 from .failure import UsageError, explain
 from .loading import identity, trust
 from .options import Address
-from .tls import (
-    bound_address,
-    close_quietly,
-    pin_version,
-    summarize,
-)
+from .tls import bound_address, close_quietly, server_context, summarize
 
 #: An HTTP request head larger than this is refused; browsers send about 1 KiB.
 MAX_REQUEST_HEAD = 64 * 1024
@@ -62,7 +58,7 @@ class ServeOptions:
     mode: Literal["echo", "http"]
     alpn: tuple[str, ...]
     client_ca: str | None
-    tls_version: ssl.TLSVersion | None
+    tls_version: TLSVersionName | None
     max_connections: int | None
     timeout: float
 
@@ -181,10 +177,7 @@ def _server_context(opts: ServeOptions) -> Iterator[tuple[ssl.SSLContext, list[o
 
     Raises :exc:`UsageError` naming the option whose file cannot be used.
     """
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    pin_version(ctx, opts.tls_version)
-    if opts.alpn:
-        ctx.set_alpn_protocols(list(opts.alpn))
+    ctx = server_context(opts.tls_version, opts.alpn)
     if opts.client_ca is not None:
         ctx.verify_mode = ssl.CERT_REQUIRED
         trust(ctx, "--client-ca", opts.client_ca)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 import trio
 
+from .._contexts import TLSVersionName, keep_truncation_detectable, pin_version
 from .._listener import SSLListener, default_client_context
 from .._statistics import TLSStatistics
 from .._stream import SSLStream
@@ -18,9 +19,15 @@ from .loading import identity, trust
 CLOSE_TIMEOUT = 1.0
 
 
-def pin_version(ctx: ssl.SSLContext, version: ssl.TLSVersion | None) -> None:
-    if version is not None:
-        ctx.minimum_version = ctx.maximum_version = version
+def server_context(
+    version: TLSVersionName | None, alpn: tuple[str, ...] | list[str]
+) -> ssl.SSLContext:
+    """A server context as trio_tls's helpers would have it: truncation stays detectable."""
+    ctx = keep_truncation_detectable(ssl.create_default_context(ssl.Purpose.CLIENT_AUTH))
+    pin_version(ctx, version)
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    return ctx
 
 
 def client_context(
@@ -28,7 +35,7 @@ def client_context(
     cafile: str | None = None,
     cert: str | None = None,
     key: str | None = None,
-    version: ssl.TLSVersion | None = None,
+    version: TLSVersionName | None = None,
     alpn: tuple[str, ...] = (),
     insecure: bool = False,
 ) -> ssl.SSLContext:

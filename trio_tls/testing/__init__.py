@@ -14,12 +14,12 @@ The pytest plugin (fixtures ``tls_ca``, ``tls_version`` ...) lives in
 imports pytest.
 """
 
+from .._contexts import TLS_VERSIONS as TLS_VERSIONS
+from .._contexts import TLSVersionName as TLSVersionName
+from .._contexts import pin_version as pin_version
 from ._certs import DEFAULT_HOSTNAMES as DEFAULT_HOSTNAMES
-from ._certs import TLS_VERSIONS as TLS_VERSIONS
 from ._certs import KeyTypeName as KeyTypeName
 from ._certs import TLSTestCA as TLSTestCA
-from ._certs import TLSVersionName as TLSVersionName
-from ._certs import pin_version as pin_version
 from ._chaos import CHAOS_SEED_ENV as CHAOS_SEED_ENV
 from ._chaos import ChaosDecision as ChaosDecision
 from ._chaos import ChaosStream as ChaosStream

@@ -7,46 +7,17 @@ from typing import Literal, cast
 
 import trustme
 
+from .._contexts import TLSVersionName, keep_truncation_detectable, pin_version
+
 #: The names every server certificate from :class:`TLSTestCA` is valid for.
 DEFAULT_HOSTNAMES: tuple[str, ...] = ("trio-tls.example", "localhost", "127.0.0.1", "::1")
 
-TLSVersionName = Literal["1.2", "1.3"]
 KeyTypeName = Literal["ecdsa", "rsa"]
 
-#: Every TLS version the kit can pin, oldest first; what "run under both" means.
-TLS_VERSIONS: tuple[TLSVersionName, ...] = ("1.2", "1.3")
-
-_VERSIONS: dict[str, ssl.TLSVersion] = {
-    "1.2": ssl.TLSVersion.TLSv1_2,
-    "1.3": ssl.TLSVersion.TLSv1_3,
-}
 _KEY_TYPES: dict[str, trustme.KeyType] = {
     "ecdsa": trustme.KeyType.ECDSA,
     "rsa": trustme.KeyType.RSA,
 }
-
-
-def pin_version(context: ssl.SSLContext, version: TLSVersionName | None) -> ssl.SSLContext:
-    """Restrict ``context`` to exactly one TLS version ("1.2" or "1.3"); None leaves it.
-
-    Returns ``context`` itself, so calls can be chained.
-    """
-    if version is not None:
-        try:
-            pinned = _VERSIONS[version]
-        except KeyError:
-            raise ValueError(f"version must be '1.2', '1.3' or None, not {version!r}") from None
-        context.minimum_version = pinned
-        context.maximum_version = pinned
-    return context
-
-
-def _keep_truncation_detectable(context: ssl.SSLContext) -> ssl.SSLContext:
-    # With OP_IGNORE_UNEXPECTED_EOF (a default in some builds) OpenSSL reports a peer
-    # that hangs up without close_notify as a clean EOF, and a test of ragged-EOF
-    # handling (https_compatible) would pass without testing anything. trio clears it too.
-    context.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
-    return context
 
 
 class TLSTestCA:
@@ -123,7 +94,7 @@ class TLSTestCA:
             context.verify_mode = ssl.CERT_REQUIRED
         if alpn_protocols:
             context.set_alpn_protocols(alpn_protocols)
-        return pin_version(_keep_truncation_detectable(context), version)
+        return pin_version(keep_truncation_detectable(context), version)
 
     def client_context(
         self,
@@ -146,4 +117,4 @@ class TLSTestCA:
             self.client_cert.configure_cert(context)
         if alpn_protocols:
             context.set_alpn_protocols(alpn_protocols)
-        return pin_version(_keep_truncation_detectable(context), version)
+        return pin_version(keep_truncation_detectable(context), version)

@@ -9,8 +9,9 @@ import trio
 import trio.testing
 from trio.abc import Stream
 
+from .._contexts import TLSVersionName
 from .._stream import SSLStream
-from ._certs import TLSTestCA, TLSVersionName
+from ._certs import TLSTestCA
 from ._chaos import chaos_stream_pair
 
 #: The name clients send (SNI) and verify in the pairs made here.

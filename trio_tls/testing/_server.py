@@ -10,9 +10,10 @@ from typing import final
 
 import trio
 
+from .._contexts import TLSVersionName
 from .._listener import serve_ssl_over_tcp
 from .._stream import SSLStream
-from ._certs import TLSTestCA, TLSVersionName
+from ._certs import TLSTestCA
 from ._pairs import SERVER_NAME
 
 #: What :func:`open_tls_test_server` runs for every connection.

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import re
-import ssl
 from dataclasses import dataclass
 
+from ..._contexts import TLSVersionName
 from ..certs import CertInfo
 from ..options import Address
 from ..tls import Summary
@@ -27,7 +27,7 @@ class ConnectOptions:
     cafile: str | None
     cert: str | None
     key: str | None
-    tls_version: ssl.TLSVersion | None
+    tls_version: TLSVersionName | None
     insecure: bool
     send: bytes | None
     json: bool
