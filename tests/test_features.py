@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import ssl
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -494,3 +496,131 @@ async def test_sni_selects_the_certificate_openssl_s_client(
         else:
             assert code == 0 and "served by True" in out, out
         nursery.cancel_scope.cancel()
+
+
+# Internationalised names: clients send A-labels (RFC 6066), keys may be U-labels.
+
+
+@pytest.fixture(scope="module")
+def idn_ca() -> TLSTestCA:
+    """A certificate for internationalised names (trustme stores their A-labels)."""
+    return TLSTestCA(hostnames=("bücher.example", "*.bücher.example", "faß.example"))
+
+
+@pytest.fixture
+def unraisable(monkeypatch: pytest.MonkeyPatch) -> list[sys.UnraisableHookArgs]:
+    """What CPython reports from places no exception can propagate, an SNI callback
+    among them. (pytest's own check would fail the test too, less plainly.)"""
+    reported: list[sys.UnraisableHookArgs] = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+    return reported
+
+
+def test_sni_keys_are_stored_as_clients_send_them() -> None:
+    from trio_tls._sni import _key
+
+    assert _key("Bücher.Example.") == "xn--bcher-kva.example"
+    assert _key("*.bücher.example") == "*.xn--bcher-kva.example"
+    # IDNA 2008, as trio_tls's client encodes it; IDNA 2003 would say fass.example.
+    assert _key("faß.example") == "xn--fa-hia.example"
+    assert _key("A.Example") == "a.example"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param("bü_cher.example", id="underscore"),
+        pytest.param("-bücher.example", id="leading_hyphen"),
+        pytest.param("a.*.example", id="inner_wildcard"),
+    ],
+)
+def test_an_invalid_sni_key_is_a_clear_error(key: str) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with pytest.raises(ValueError, match=re.escape(repr(key))):
+        select_context_by_sni(context, {key: context})
+
+
+@pytest.mark.parametrize(
+    ("key", "client_name"),
+    [
+        pytest.param("bücher.example", "bücher.example", id="name"),
+        pytest.param("*.bücher.example", "laden.bücher.example", id="wildcard"),
+        pytest.param("faß.example", "faß.example", id="idna2008_only"),
+    ],
+)
+async def test_sni_selects_the_certificate_of_an_internationalised_name(
+    ca: TLSTestCA,
+    idn_ca: TLSTestCA,
+    version: TLSVersionName,
+    unraisable: list[sys.UnraisableHookArgs],
+    key: str,
+    client_name: str,
+) -> None:
+    idn_context = idn_ca.server_context(version=version)
+    default = select_context_by_sni(ca.server_context(version=version), {key: idn_context})
+    client_raw, server_raw = trio.testing.memory_stream_pair()
+    # The client checks the certificate against client_name: only idn_ca's passes.
+    client = SSLStream(
+        client_raw, idn_ca.client_context(version=version), server_hostname=client_name
+    )
+    server = SSLStream(server_raw, default, server_side=True)
+    await handshake(client, server)
+    assert server.context is idn_context
+    assert unraisable == []
+
+
+async def suppress_broken(operation: Callable[[], Awaitable[object]]) -> None:
+    with contextlib.suppress(trio.BrokenResourceError):
+        await operation()
+
+
+@pytest.mark.parametrize("reject_unknown", [False, True], ids=["fallback", "reject"])
+@pytest.mark.parametrize(
+    "client_name",
+    [
+        pytest.param("xn--zz.example", id="bad_punycode"),
+        pytest.param("xn--.example", id="empty_punycode"),
+        pytest.param("_acme.example", id="underscore"),
+    ],
+)
+async def test_sni_names_that_are_no_valid_idna_are_just_unknown(
+    ca: TLSTestCA,
+    idn_ca: TLSTestCA,
+    unraisable: list[sys.UnraisableHookArgs],
+    client_name: str,
+    reject_unknown: bool,
+) -> None:
+    """Whatever ASCII name a client sends, the callback never raises."""
+    default = select_context_by_sni(
+        ca.server_context(),
+        {"bücher.example": idn_ca.server_context()},
+        reject_unknown=reject_unknown,
+    )
+    client_context = ca.client_context()
+    client_context.check_hostname = False  # the name is the test; the certificate is not
+    client_raw, server_raw = trio.testing.memory_stream_pair()
+    client = SSLStream(client_raw, client_context, server_hostname=client_name)
+    server = SSLStream(server_raw, default, server_side=True)
+    if reject_unknown:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(suppress_broken, server.do_handshake)
+            with pytest.raises(trio.BrokenResourceError) as info, trio.fail_after(10):
+                await client.do_handshake()
+        assert isinstance(info.value.__cause__, ssl.SSLError)
+    else:
+        await handshake(client, server)
+        assert server.context is default
+    assert unraisable == []
+
+
+async def test_sni_lookup_is_case_insensitive_for_a_labels(
+    ca: TLSTestCA, idn_ca: TLSTestCA, unraisable: list[sys.UnraisableHookArgs]
+) -> None:
+    idn_context = idn_ca.server_context()
+    default = select_context_by_sni(ca.server_context(), {"bücher.example": idn_context})
+    client_raw, server_raw = trio.testing.memory_stream_pair()
+    client = SSLStream(client_raw, idn_ca.client_context(), server_hostname="XN--BCHER-KVA.example")
+    server = SSLStream(server_raw, default, server_side=True)
+    await handshake(client, server)
+    assert server.context is idn_context
+    assert unraisable == []
