@@ -10,6 +10,7 @@ import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import pytest
@@ -180,6 +181,64 @@ async def test_server_that_never_writes_still_delivers_tickets(ca: TLSTestCA) ->
         with trio.fail_after(5):
             session = await client.resumable_session()
     assert session.has_ticket
+
+
+async def http_like(stream: SSLStream[trio.SocketStream]) -> None:
+    """The client speaks first; our first write carries the TLS 1.3 tickets."""
+    request = await stream.receive_some()
+    await stream.send_all(b"re: " + request)
+    await stream.aclose()
+
+
+async def smtp_like(stream: SSLStream[trio.SocketStream]) -> None:
+    """The server speaks first."""
+    await stream.send_all(b"220 ready\r\n")
+    await stream.send_all(b"re: " + await stream.receive_some())
+    await stream.aclose()
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [pytest.param(http_like, id="client_first"), pytest.param(smtp_like, id="server_first")],
+)
+async def test_resumption_as_the_readme_shows_it(
+    ca: TLSTestCA, handler: Callable[[SSLStream[trio.SocketStream]], Awaitable[None]]
+) -> None:
+    """TLS 1.3 over TCP: ask for the session once the server has had reason to write."""
+    client_ctx = ca.client_context(version="1.3")
+
+    async def connect(port: int, **kwargs: Any) -> SSLStream[trio.SocketStream]:
+        tcp = await trio.open_tcp_stream("127.0.0.1", port)
+        return SSLStream(tcp, client_ctx, server_hostname=SERVER_NAME, **kwargs)
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            partial(
+                serve_ssl_over_tcp, handler, 0, ca.server_context(version="1.3"), host="127.0.0.1"
+            )
+        )
+        port = listeners[0].transport_listener.socket.getsockname()[1]
+        first = await connect(port)
+        await first.do_handshake()
+        if handler is http_like:
+            # Asking first would wait for a server that waits for us.
+            with trio.move_on_after(0.3) as waiting:
+                await first.resumable_session()
+            assert waiting.cancelled_caught
+            await first.send_all(b"GET /")  # the README's order: speak, then ask
+        with trio.fail_after(5):
+            session = await first.resumable_session()
+        if handler is smtp_like:
+            assert await first.receive_some() == b"220 ready\r\n"  # kept, not lost
+            await first.send_all(b"GET /")
+        assert await first.receive_some() == b"re: GET /"
+        await first.aclose()
+
+        second = await connect(port, session=session)
+        await second.do_handshake()
+        assert second.session_reused
+        await second.aclose()
+        nursery.cancel_scope.cancel()
 
 
 async def test_no_ticket_before_close_is_a_clear_error(ca: TLSTestCA) -> None:
