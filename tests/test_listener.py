@@ -33,6 +33,7 @@ from trio_tls import (
     open_ssl_over_tcp_stream,
     serve_ssl_over_tcp,
 )
+from trio_tls._listener import DEFAULT_SERVER_HANDSHAKE_TIMEOUT
 from trio_tls.testing import SERVER_NAME, TLSTestCA
 from trio_tls.testing._certs import TLSVersionName
 
@@ -50,14 +51,18 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def address_of(sock: trio.socket.SocketType, *, local: bool) -> str:
-    host, port = (sock.getsockname() if local else sock.getpeername())[:2]
+def local_address(tcp: trio.SocketStream) -> str:
+    """The client's own address: what the server's log must name."""
+    host, port = tcp.socket.getsockname()[:2]
     return f"{host}:{port}"
 
 
 @contextlib.asynccontextmanager
 async def serving(
-    handler: Handler, context: ssl.SSLContext, **options: float | None
+    handler: Handler,
+    context: ssl.SSLContext,
+    *,
+    handshake_timeout: float | None = DEFAULT_SERVER_HANDSHAKE_TIMEOUT,
 ) -> AsyncIterator[int]:
     """serve_ssl_over_tcp on 127.0.0.1; yields the port.
 
@@ -74,7 +79,7 @@ async def serving(
                 context,
                 host="127.0.0.1",
                 handler_nursery=connections,
-                **options,  # type: ignore[arg-type]
+                handshake_timeout=handshake_timeout,
             )
         )
         transport = listeners[0].transport_listener
@@ -109,11 +114,11 @@ def dropped_by_handshake(records: list[logging.LogRecord]) -> dict[str, str]:
 # -- trio's tests of the TCP helpers (trio/_tests/test_highlevel_ssl_helpers.py) ------------
 #
 # The same scenarios against trio_tls's helpers. Adapted: certificates come from our
-# testing kit instead of trio's test_ssl module; the client context is pinned to one
-# TLS version where trio's "tls13" only allows 1.3; isinstance checks name trio_tls's
+# testing kit instead of trio's test_ssl module; the client context is pinned to each
+# TLS version (trio caps "tls12" at 1.2 and leaves "tls13" open); isinstance checks name trio_tls's
 # classes (a drop-in, not a subclass); and, trio_tls's documented extension,
-# serve_ssl_over_tcp logs the two clients that fail their handshake instead of
-# handing them to the handler, which the first test checks in addition.
+# serve_ssl_over_tcp logs the clients that fail their handshake instead of handing
+# them to the handler; the first test also checks the log for the two refusals.
 
 TRIO_TEST_NAME = "trio-test-1.example.org"
 
@@ -280,19 +285,19 @@ def stranger() -> TLSTestCA:
 async def silent_client(port: int, ca: TLSTestCA, stranger: TLSTestCA) -> str:
     async with await trio.open_tcp_stream("127.0.0.1", port) as tcp:
         await read_until_closed(tcp)  # the server's deadline hangs up on us
-        return address_of(tcp.socket, local=True)
+        return local_address(tcp)
 
 
 async def plaintext_http_client(port: int, ca: TLSTestCA, stranger: TLSTestCA) -> str:
     async with await trio.open_tcp_stream("127.0.0.1", port) as tcp:
         await tcp.send_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         await read_until_closed(tcp)
-        return address_of(tcp.socket, local=True)
+        return local_address(tcp)
 
 
 async def reset_mid_handshake_client(port: int, ca: TLSTestCA, stranger: TLSTestCA) -> str:
     tcp = await trio.open_tcp_stream("127.0.0.1", port)
-    address = address_of(tcp.socket, local=True)
+    address = local_address(tcp)
     await tcp.send_all(client_hello(ca))
     assert await tcp.receive_some()  # the server's flight: it now waits for ours
     # Linger 0: close() sends RST instead of FIN.
@@ -303,7 +308,7 @@ async def reset_mid_handshake_client(port: int, ca: TLSTestCA, stranger: TLSTest
 
 async def untrusted_certificate_client(port: int, ca: TLSTestCA, stranger: TLSTestCA) -> str:
     tcp = await trio.open_tcp_stream("127.0.0.1", port)
-    address = address_of(tcp.socket, local=True)
+    address = local_address(tcp)
     context = ca.client_context(version="1.3")
     stranger.client_cert.configure_cert(context)  # from a CA the server does not trust
     async with SSLStream(tcp, context, server_hostname=SERVER_NAME) as stream:
@@ -318,7 +323,7 @@ async def untrusted_certificate_client(port: int, ca: TLSTestCA, stranger: TLSTe
 async def distrusting_client(port: int, ca: TLSTestCA, stranger: TLSTestCA) -> str:
     """curl without --cacert: the client refuses the server's certificate."""
     tcp = await trio.open_tcp_stream("127.0.0.1", port)
-    address = address_of(tcp.socket, local=True)
+    address = local_address(tcp)
     context = stranger.client_context(with_client_cert=True)
     async with SSLStream(tcp, context, server_hostname=SERVER_NAME) as stream:
         with pytest.raises(trio.BrokenResourceError):
@@ -329,32 +334,43 @@ async def distrusting_client(port: int, ca: TLSTestCA, stranger: TLSTestCA) -> s
 FailingClient = Callable[[int, TLSTestCA, TLSTestCA], Awaitable[str]]
 
 
+#: The silent clients get a short deadline (the default is 60 s); the others fail on
+#: their own, under the default.
+SHORT_DEADLINE = 0.5
+
+
 @pytest.mark.parametrize(
     ("failing_client", "handshake_timeout", "reason"),
     [
         pytest.param(
-            silent_client, 0.5, "the client took too long to complete the handshake", id="silent"
+            silent_client,
+            SHORT_DEADLINE,
+            "the client took too long to complete the handshake",
+            id="silent",
         ),
         pytest.param(
             untrusted_certificate_client,
-            None,
+            DEFAULT_SERVER_HANDSHAKE_TIMEOUT,
             "client certificate refused: ",
             id="untrusted_certificate",
         ),
         pytest.param(
             plaintext_http_client,
-            None,
+            DEFAULT_SERVER_HANDSHAKE_TIMEOUT,
             "the client spoke plain HTTP to this TLS port",
             id="plaintext_http",
         ),
         pytest.param(
             reset_mid_handshake_client,
-            None,
+            DEFAULT_SERVER_HANDSHAKE_TIMEOUT,
             "connection reset by the client",
             id="reset_mid_handshake",
         ),
         pytest.param(
-            distrusting_client, None, "the client does not trust our CA", id="distrusting"
+            distrusting_client,
+            DEFAULT_SERVER_HANDSHAKE_TIMEOUT,
+            "the client does not trust our CA",
+            id="distrusting",
         ),
     ],
 )
@@ -363,22 +379,20 @@ async def test_failing_clients_are_logged_and_dropped(
     stranger: TLSTestCA,
     caplog: pytest.LogCaptureFixture,
     failing_client: FailingClient,
-    handshake_timeout: float | None,
+    handshake_timeout: float,
     reason: str,
 ) -> None:
     """100 at once, good clients among them; the handler has no try."""
     caplog.set_level(logging.INFO, logger="trio_tls.server")
     fds_before = open_fds()
     addresses: list[str] = []
-    # The deadline only matters for the silent clients; the others use the default.
-    options = {} if handshake_timeout is None else {"handshake_timeout": handshake_timeout}
 
     async def fail(port: int) -> None:
         addresses.append(await failing_client(port, ca, stranger))
 
     with trio.fail_after(DEADLINE):
         context = ca.server_context(require_client_cert=True)
-        async with serving(echo_once, context, **options) as port:
+        async with serving(echo_once, context, handshake_timeout=handshake_timeout) as port:
             async with trio.open_nursery() as clients:
                 for n in range(CLIENTS):
                     clients.start_soon(fail, port)
@@ -430,7 +444,7 @@ async def echo_in_a_child_task(stream: TCPStream) -> None:
 
 async def reset_after_a_round_trip(port: int, ca: TLSTestCA) -> str:
     tcp = await trio.open_tcp_stream("127.0.0.1", port)
-    address = address_of(tcp.socket, local=True)
+    address = local_address(tcp)
     stream = SSLStream(tcp, ca.client_context(), server_hostname=SERVER_NAME)
     await stream.send_all(b"hello")
     assert await stream.receive_some() == b"hello"
