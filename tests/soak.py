@@ -44,7 +44,7 @@ from typing import Any
 
 import trio
 
-from trio_tls import SSLStream, open_ssl_over_tcp_stream, serve_ssl_over_tcp
+from trio_tls import SSLStream, open_ssl_over_tcp_listeners, open_ssl_over_tcp_stream
 from trio_tls.testing import TLSTestCA
 
 #: Length prefix of a request: the payload size, big-endian.
@@ -203,20 +203,21 @@ async def serve(
     *,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve on 127.0.0.1 until cancelled; reports the port through task_status."""
+    """Serve on 127.0.0.1 until cancelled; reports the port through task_status.
+
+    The handler counts every connection, stalled handshakes included, so it is
+    served from the listeners with ``trio.serve_listeners``: their handshake is
+    lazy. ``serve_ssl_over_tcp`` would drop (and log) those before any handler ran.
+    """
+    listeners = await open_ssl_over_tcp_listeners(
+        0, context, host="127.0.0.1", handshake_timeout=handshake_timeout
+    )
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(
-            partial(
-                serve_ssl_over_tcp,
-                partial(handle, stats=stats),
-                0,
-                context,
-                host="127.0.0.1",
-                handshake_timeout=handshake_timeout,
-            )
-        )
+        await nursery.start(trio.serve_listeners, partial(handle, stats=stats), listeners)
         stats.rss_baseline_kib = _rss_kib("VmRSS")
-        task_status.started(listeners[0].transport_listener.socket.getsockname()[1])
+        transport = listeners[0].transport_listener
+        assert isinstance(transport, trio.SocketListener)
+        task_status.started(transport.socket.getsockname()[1])
 
 
 async def _server_process_main(cert_chain_path: str, handshake_timeout: float) -> None:

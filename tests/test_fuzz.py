@@ -10,8 +10,9 @@ ClientHellos. Three harnesses:
 - a real client and server talk through a proxy that corrupts or truncates one
   chunk of their traffic (so live handshake messages and live application records
   are damaged, not only replayed ones);
-- a TCP server (``serve_ssl_over_tcp``) receives the bytes over loopback, and the
-  process's open file descriptors are counted before and after each case.
+- a TCP server (``open_ssl_over_tcp_listeners`` under ``trio.serve_listeners``, so
+  that the handler sees each failed handshake) receives the bytes over loopback,
+  and the process's open file descriptors are counted before and after each case.
 
 Accepted outcomes: ``trio.BrokenResourceError`` whose ``__cause__`` is an
 ``ssl.SSLError`` (``SSLEOFError`` for truncation included); ``b""`` from
@@ -45,7 +46,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from trio.abc import HalfCloseableStream, Stream
 
-from trio_tls import SSLStream, serve_ssl_over_tcp
+from trio_tls import SSLStream, open_ssl_over_tcp_listeners
 from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName
 
 #: Per test. Small and derandomized in CI (same cases every run); ``make soak`` sets
@@ -641,19 +642,18 @@ async def _attack_tcp_server(env: FuzzEnv, data: bytes, https_compatible: bool) 
             await stream.aclose()
             handled.set()
 
+    listeners = await open_ssl_over_tcp_listeners(
+        0,
+        env.server_context,
+        host="127.0.0.1",
+        https_compatible=https_compatible,
+        handshake_timeout=CASE_TIMEOUT,
+    )
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(
-            partial(
-                serve_ssl_over_tcp,
-                handler,
-                0,
-                env.server_context,
-                host="127.0.0.1",
-                https_compatible=https_compatible,
-                handshake_timeout=CASE_TIMEOUT,
-            )
-        )
-        port = listeners[0].transport_listener.socket.getsockname()[1]
+        await nursery.start(trio.serve_listeners, handler, listeners)
+        transport = listeners[0].transport_listener
+        assert isinstance(transport, trio.SocketListener)
+        port = transport.socket.getsockname()[1]
         attacker = await trio.open_tcp_stream("127.0.0.1", port)
         try:
             # The server may reset us while we write or read: that is its right.

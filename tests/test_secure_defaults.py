@@ -5,7 +5,7 @@ refused; a client without ``server_hostname`` fails at once with a clear error; 
 each kind of bad certificate (expired, wrong host, self-signed, unknown CA) fails
 the handshake with ``BrokenResourceError`` whose ``__cause__`` is an
 ``ssl.SSLCertVerificationError`` carrying OpenSSL's verify code for that reason.
-Everything runs over loopback TCP through ``serve_ssl_over_tcp`` and
+Everything runs over loopback TCP through ``open_ssl_over_tcp_listeners`` and
 ``open_ssl_over_tcp_stream``.
 """
 
@@ -18,7 +18,6 @@ import ssl
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from functools import partial
 
 import pytest
 import trio
@@ -28,7 +27,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from trio_tls import SSLStream, default_client_context, open_ssl_over_tcp_stream, serve_ssl_over_tcp
+from trio_tls import (
+    SSLStream,
+    default_client_context,
+    open_ssl_over_tcp_listeners,
+    open_ssl_over_tcp_stream,
+)
 from trio_tls.testing import TLSTestCA
 
 # OpenSSL's X509_V_ERR_* codes (x509_vfy.h): numbers, stable across releases, unlike
@@ -100,7 +104,12 @@ class ServerLog:
 
 @asynccontextmanager
 async def tls_server(server_context: ssl.SSLContext, log: ServerLog) -> AsyncIterator[int]:
-    """Serve on 127.0.0.1; each connection reads once, failures are collected."""
+    """Serve on 127.0.0.1; each connection reads once, failures are collected.
+
+    Served from the listeners with ``trio.serve_listeners``, whose handshake is lazy,
+    so that the handler sees the server's own failure; ``serve_ssl_over_tcp`` would
+    log it and never call the handler.
+    """
 
     async def handler(stream: SSLStream[trio.SocketStream]) -> None:
         try:
@@ -111,11 +120,12 @@ async def tls_server(server_context: ssl.SSLContext, log: ServerLog) -> AsyncIte
             await trio.aclose_forcefully(stream)
             log.handled.set()
 
+    listeners = await open_ssl_over_tcp_listeners(0, server_context, host="127.0.0.1")
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(
-            partial(serve_ssl_over_tcp, handler, 0, server_context, host="127.0.0.1")
-        )
-        yield listeners[0].transport_listener.socket.getsockname()[1]
+        await nursery.start(trio.serve_listeners, handler, listeners)
+        transport = listeners[0].transport_listener
+        assert isinstance(transport, trio.SocketListener)
+        yield transport.socket.getsockname()[1]
         nursery.cancel_scope.cancel()
 
 

@@ -1,7 +1,18 @@
-"""SSLListener and the TCP helpers, with trio's signatures plus trio_tls's deadlines."""
+"""SSLListener and the TCP helpers, with trio's signatures plus trio_tls's deadlines.
+
+``serve_ssl_over_tcp`` adds one rule to trio's: one failing client never takes the
+server down. trio calls the handler at once and the handshake runs on its first
+read, so a client that fails the handshake (an untrusted certificate, plaintext
+HTTP, a reset, or silence past ``handshake_timeout``, as from a port scan) raises
+``BrokenResourceError`` in a handler that, like every example, has no ``try``, and
+the whole server exits. Here each connection's own task finishes the handshake
+before calling the handler; the accept loop never handshakes, so a slow client
+cannot delay the next accept.
+"""
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import NoReturn, final
@@ -10,7 +21,14 @@ import trio
 from trio.abc import Listener
 
 from ._contexts import keep_truncation_detectable
+from ._failure import explain
 from ._stream import SSLStream, T_Stream
+
+#: Where :func:`serve_ssl_over_tcp` reports the clients it drops, one INFO line each.
+#: INFO, not WARNING: on a public port failed handshakes are routine (scanners,
+#: stale clients), nothing the operator must act on, and logging's last-resort
+#: handler would print every WARNING to stderr in a program that set up no logging.
+_server_log = logging.getLogger("trio_tls.server")
 
 #: Default handshake deadline for servers. A client that opens TCP and never finishes
 #: the handshake would otherwise hold a server task forever (slowloris). 60 s matches
@@ -52,7 +70,12 @@ class SSLListener(Listener[SSLStream[T_Stream]]):
         self._close_timeout = close_timeout
 
     async def accept(self) -> SSLStream[T_Stream]:
-        """Accept a connection; the handshake runs on first use, as with trio."""
+        """Accept a connection; the handshake runs on first use, as with trio.
+
+        So a failed handshake surfaces as ``BrokenResourceError`` from the stream's
+        first operation, in the code that accepted it. Only :func:`serve_ssl_over_tcp`
+        finishes the handshake before its handler runs and drops failing clients.
+        """
         transport_stream = await self.transport_listener.accept()
         return SSLStream(
             transport_stream,
@@ -146,6 +169,22 @@ async def serve_ssl_over_tcp(
 ) -> NoReturn:
     """Serve ``handler`` for every TLS connection on ``port``; see :func:`trio.serve_tcp`.
 
+    One failing client never takes the server down. Each connection's task first
+    completes the handshake (bounded by ``handshake_timeout``); ``handler`` is called
+    only with a stream whose handshake has finished. A client whose handshake fails
+    or runs past the deadline is closed and logged, one INFO line naming its address
+    and the reason, on the ``trio_tls.server`` logger. After the handshake, a
+    :exc:`trio.BrokenResourceError` escaping ``handler`` (the client reset the
+    connection mid-conversation, say) is logged and dropped the same way: by trio's
+    convention that error means something outside the program broke, never a bug
+    in it. Any other exception propagates, as in trio. As in trio, each stream is
+    closed when its handler returns or raises.
+
+    To see every connection in your own code, failed handshakes included, or to set
+    a connection up before its handshake, serve an :class:`SSLListener` from
+    :func:`open_ssl_over_tcp_listeners` with :func:`trio.serve_listeners`: its
+    handshake is lazy, as in trio.
+
     With ``nursery.start`` you get the listeners back (``listeners[0].socket`` gives
     the bound address through ``transport_listener``).
     """
@@ -159,5 +198,40 @@ async def serve_ssl_over_tcp(
         close_timeout=close_timeout,
     )
     await trio.serve_listeners(
-        handler, listeners, handler_nursery=handler_nursery, task_status=task_status
+        _after_handshake(handler),
+        listeners,
+        handler_nursery=handler_nursery,
+        task_status=task_status,
     )
+
+
+def _after_handshake(
+    handler: Callable[[SSLStream[trio.SocketStream]], Awaitable[object]],
+) -> Callable[[SSLStream[trio.SocketStream]], Awaitable[None]]:
+    """``handler``, run in each connection's own task once its handshake is done."""
+
+    async def serve_one(stream: SSLStream[trio.SocketStream]) -> None:
+        # trio.serve_listeners closes the stream when this returns or raises.
+        # Asked before the handshake: a client that resets it cannot be named later.
+        peer = _peer_address(stream.transport_stream)
+        try:
+            await stream.do_handshake()
+        except trio.BrokenResourceError as exc:
+            _server_log.info("TLS handshake with %s failed: %s", peer, explain(exc, peer="client"))
+            return
+        try:
+            await handler(stream)
+        except* trio.BrokenResourceError as broken:
+            # Not necessarily this stream (the handler may talk to a backend too), so
+            # the reason names "the peer", not "the client".
+            _server_log.info("connection with %s broke: %s", peer, explain(broken, peer="peer"))
+
+    return serve_one
+
+
+def _peer_address(transport: trio.SocketStream) -> str:
+    try:
+        host, port = transport.socket.getpeername()[:2]
+    except OSError:  # ENOTCONN: the client reset the connection as it was accepted
+        return "an unknown address"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

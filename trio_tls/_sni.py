@@ -1,9 +1,39 @@
-"""Serving several names from one listener: pick the SSLContext from the SNI name."""
+"""Serving several names from one listener: pick the SSLContext from the SNI name.
+
+Clients send an internationalised name as IDNA A-labels (``bücher.example`` goes on
+the wire as ``xn--bcher-kva.example``, RFC 6066), and CPython hands the callback that
+ASCII form. So the table's keys are converted once, when it is built, and the
+callback only lowercases and looks up: it can never raise. An exception escaping an
+SNI callback would not reach the caller; CPython reports it as "unraisable" and fails
+the handshake.
+"""
 
 from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping
+
+from ._engine import encode_hostname
+
+
+def _key(name: str) -> str:
+    """``name`` as a client sends it: IDNA 2008 A-labels, lowercase, no final dot.
+
+    Encoded like the client side of :class:`SSLStream` (UTS 46, as browsers and curl
+    do), so a trio_tls client naming ``faß.example`` matches a key ``"faß.example"``.
+    A client using the stdlib's IDNA 2003 sends ``fass.example`` for it instead.
+    """
+    bare = name.rstrip(".")
+    prefix = "*." if bare.startswith("*.") else ""
+    rest = bare.removeprefix(prefix)  # "*" is no valid label: only the rest is encoded
+    if "*" in rest:
+        raise ValueError(f"{name!r}: a wildcard must be the whole first label, as in '*.example'")
+    try:
+        encoded = encode_hostname(rest)
+    except ValueError as exc:  # idna.IDNAError is one
+        raise ValueError(f"{name!r} is not a valid server name: {exc}") from exc
+    assert encoded is not None
+    return prefix + encoded.lower()
 
 
 def _lookup(by_name: Mapping[str, ssl.SSLContext], name: str) -> ssl.SSLContext | None:
@@ -29,14 +59,23 @@ def select_context_by_sni(
     any other name, or none, stays on ``default`` unless ``reject_unknown`` is set, in
     which case the handshake fails with an ``unrecognized_name`` alert.
 
+    Keys may be internationalised (``"bücher.example"``, ``"*.bücher.example"``):
+    they are matched in the IDNA 2008 (UTS 46) form that trio_tls, browsers and curl
+    send. A client that puts raw UTF-8 in the SNI extension instead of A-labels
+    breaks RFC 6066; CPython refuses its handshake before any Python code runs (and
+    reports the name it could not decode through :func:`sys.unraisablehook`).
+
     Example::
 
         ctx = select_context_by_sni(fallback_ctx, {"a.example": a_ctx, "*.b.example": b_ctx})
         await trio_tls.serve_ssl_over_tcp(handler, 443, ctx)
 
     It installs ``default.sni_callback``, replacing any callback already there.
+
+    Raises:
+      ValueError: a key is not a valid host name (the message names it).
     """
-    table = {name.lower().rstrip("."): ctx for name, ctx in by_name.items()}
+    table = {_key(name): ctx for name, ctx in by_name.items()}
 
     def choose(
         connection: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext

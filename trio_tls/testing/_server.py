@@ -5,13 +5,12 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import final
 
 import trio
 
 from .._contexts import TLSVersionName
-from .._listener import serve_ssl_over_tcp
+from .._listener import open_ssl_over_tcp_listeners
 from .._stream import SSLStream
 from ._certs import TLSTestCA
 from ._pairs import SERVER_NAME
@@ -139,17 +138,14 @@ async def open_tls_test_server(
         assert server is not None  # set before the first connection can arrive
         await server.run_handler(handler, stream)
 
+    # Listeners served directly, not serve_ssl_over_tcp: their handshake is lazy, so a
+    # failed one reaches run_handler and lands in connection_errors, where a test can
+    # see it; serve_ssl_over_tcp would only log it.
+    listeners = await open_ssl_over_tcp_listeners(
+        0, server_context, host=host, https_compatible=https_compatible
+    )
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(
-            partial(
-                serve_ssl_over_tcp,
-                serve_one,
-                0,
-                server_context,
-                host=host,
-                https_compatible=https_compatible,
-            )
-        )
+        await nursery.start(trio.serve_listeners, serve_one, listeners)
         transport_listener = listeners[0].transport_listener
         assert isinstance(transport_listener, trio.SocketListener)
         sockname = transport_listener.socket.getsockname()
