@@ -37,6 +37,8 @@ from typing import Any, Generic, TypeVar
 
 import idna
 
+from ._hello import MAX_HELLO_BYTES, MORE, ServerNameError, server_name
+
 T = TypeVar("T")
 
 #: Upper bound on one read's buffer when the caller gives no ``max_bytes``. Reads are
@@ -120,6 +122,7 @@ class TLSEngine:
     """
 
     __slots__ = (
+        "_hello",
         "_in",
         "_out",
         "_pending_out",
@@ -182,12 +185,19 @@ class TLSEngine:
         self._swallowed = 0
         # Ciphertext taken out of the outgoing BIO by such a drain, still to be sent.
         self._pending_out = b""
+        # A server with an SNI callback keeps the first bytes it receives until it has
+        # seen the ClientHello's server name (see trio_tls._hello); None otherwise.
+        self._hello: bytearray | None = (
+            bytearray() if server_side and context.sni_callback is not None else None
+        )
 
     # -- feeding ciphertext in --------------------------------------------------------
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Give the engine ciphertext received from the transport."""
         self._in.write(data)
+        if self._hello is not None:
+            self._hello += data[: MAX_HELLO_BYTES - len(self._hello)]
 
     def feed_eof(self) -> None:
         """Tell the engine the transport reached end-of-file."""
@@ -230,7 +240,27 @@ class TLSEngine:
     def _failed(self, exc: ssl.SSLError | ssl.CertificateError) -> Step[T]:
         return Step(self._outgoing(), want_read=False, finished=True, error=exc)
 
+    def _check_server_name(self) -> Step[None] | None:
+        """A Step to return instead of handshaking: wait for more, or refuse the hello."""
+        assert self._hello is not None
+        name = server_name(bytes(self._hello))
+        if name is MORE:
+            return Step(b"", want_read=True, finished=False) if not self._in.eof else None
+        self._hello = None
+        if isinstance(name, bytes) and not name.isascii():
+            return self._failed(
+                ServerNameError(
+                    f"the client sent a server name (SNI) that is not ASCII: {name!r}; "
+                    "clients must send internationalised names as IDNA A-labels (xn--...)"
+                )
+            )
+        return None
+
     def handshake(self) -> Step[None]:
+        if self._hello is not None:
+            refused = self._check_server_name()
+            if refused is not None:
+                return refused
         try:
             self.obj.do_handshake()
         except ssl.SSLWantReadError:

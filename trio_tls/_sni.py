@@ -62,8 +62,9 @@ def select_context_by_sni(
     Keys may be internationalised (``"bücher.example"``, ``"*.bücher.example"``):
     they are matched in the IDNA 2008 (UTS 46) form that trio_tls, browsers and curl
     send. A client that puts raw UTF-8 in the SNI extension instead of A-labels
-    breaks RFC 6066; CPython refuses its handshake before any Python code runs (and
-    reports the name it could not decode through :func:`sys.unraisablehook`).
+    breaks RFC 6066; CPython could not even hand that name to a callback, so the
+    server's engine refuses such a ClientHello itself, and the handshake fails with
+    an error naming the server name it got.
 
     Example::
 

@@ -1,0 +1,85 @@
+"""The server engine's look at a ClientHello's server name, before OpenSSL's.
+
+A client that sends raw UTF-8 as its server name breaks RFC 6066, and CPython cannot
+even hand such a name to an SNI callback: it reports an "unraisable" error and fails
+the handshake with a generic alert. trio_tls refuses that hello itself, with an error
+that says what was wrong, and nothing is reported as unraisable.
+"""
+
+from __future__ import annotations
+
+import ssl
+import sys
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.helpers.peers import require_tool
+from trio_tls import SSLStream, select_context_by_sni
+from trio_tls._hello import MAX_HELLO_BYTES, MORE, server_name
+from trio_tls.testing import TLSTestCA, TLSVersionName
+
+
+def _client_hello(context: ssl.SSLContext, hostname: str | None) -> bytes:
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = context.wrap_bio(incoming, outgoing, server_hostname=hostname)
+    with pytest.raises(ssl.SSLWantReadError):
+        client.do_handshake()
+    return outgoing.read()
+
+
+def test_the_server_name_is_read_from_a_real_client_hello(ca: TLSTestCA) -> None:
+    hello = _client_hello(ca.client_context(), "trio-tls.example")
+    assert server_name(hello) == b"trio-tls.example"
+    context = ca.client_context()
+    context.check_hostname = False
+    assert server_name(_client_hello(context, None)) is None
+
+
+def test_a_hello_cut_anywhere_asks_for_more(ca: TLSTestCA) -> None:
+    hello = _client_hello(ca.client_context(), "trio-tls.example")
+    for end in range(len(hello)):
+        assert server_name(hello[:end]) is MORE, f"cut at {end} of {len(hello)}"
+
+
+def test_what_is_not_a_client_hello_is_left_to_openssl() -> None:
+    assert server_name(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") is None
+    # A handshake record whose content is too short for a ClientHello: malformed.
+    assert server_name(b"\x16\x03\x01\x00\x04\x01\x00\x00\x00") is None
+    # A record header promising more than one record can hold: not waited for.
+    assert server_name(b"\x16\x03\x01\xff\xff" + bytes(MAX_HELLO_BYTES)) is None
+
+
+async def test_a_raw_utf8_server_name_is_refused_by_name(
+    tmp_path: Path, version: TLSVersionName, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unraisable: list[sys.UnraisableHookArgs] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    ca = TLSTestCA(hostnames=("bücher.example",))
+    default = select_context_by_sni(
+        ca.server_context(version=version), {"bücher.example": ca.server_context()}
+    )
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    port = listener.socket.getsockname()[1]
+    command = [
+        require_tool("openssl"), "s_client", "-connect", f"127.0.0.1:{port}",
+        "-servername", "bücher.example", f"-tls1_{version[-1]}",
+    ]  # fmt: skip
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            partial(trio.run_process, command, stdin=b"", capture_stdout=True, check=False)
+        )
+        with trio.fail_after(10):
+            transport = await listener.accept()
+        await listener.aclose()
+        stream = SSLStream(transport, default, server_side=True)
+        with pytest.raises(trio.BrokenResourceError) as caught:
+            with trio.fail_after(10):
+                await stream.do_handshake()
+        await stream.aclose()
+    assert "not ASCII" in str(caught.value.__cause__)
+    assert "b'b\\xc3\\xbccher.example'" in str(caught.value.__cause__)
+    assert isinstance(caught.value.__cause__, ssl.SSLError)
+    assert unraisable == []
