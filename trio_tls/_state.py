@@ -31,10 +31,6 @@ class State(enum.Enum):
     BROKEN = "broken"  #: a failure or cancellation left the TLS state unknown
     CLOSED = "closed"  #: aclose() or unwrap() ran; the stream is finished
 
-    # Members are singletons compared by identity; Enum's own __hash__ is a Python
-    # function (hash of the name) that showed up in every send and receive.
-    __hash__ = object.__hash__
-
 
 class Op(enum.Enum):
     HANDSHAKE = "do_handshake"
@@ -55,7 +51,6 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 }
 
 _LIVE = frozenset({State.IDLE, State.HANDSHAKING, State.OPEN})
-_OPEN = State.OPEN
 
 ALLOWED: dict[Op, frozenset[State]] = {
     Op.HANDSHAKE: _LIVE | {State.SEND_CLOSED},
@@ -89,7 +84,7 @@ class StateMachine:
     def check(self, op: Op) -> None:
         """Raise the right trio exception if ``op`` may not start now."""
         # OPEN allows every operation: the common case skips the table.
-        if self.state is not _OPEN and self.state not in ALLOWED[op]:
+        if self.state is not State.OPEN and self.state not in ALLOWED[op]:
             raise refusal(self.state, op)
 
     def move(self, new: State) -> None:

@@ -301,8 +301,12 @@ class SSLStream(Driver, ConnectionAttributes, HalfCloseableStream, Generic[T_Str
             with trio.fail_after(5):
                 session = await stream.resumable_session()
 
-        trio_tls servers send their tickets with their first write or when they close
-        (never right after the handshake: see notes/decisions.md).
+        trio_tls and trio servers send their TLS 1.3 tickets with their first write or
+        when they close, never right after the handshake (notes/decisions.md). In a
+        protocol where the client speaks first, send the request before asking, or
+        this waits for a write the server will only make after the request. While it
+        waits it keeps at most ``READ_AHEAD_LIMIT`` bytes of data for later and then
+        stops reading the transport (backpressure); only its deadline ends the wait.
 
         Raises:
           NoSessionTicketError: the server closed the connection before sending one.
