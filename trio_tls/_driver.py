@@ -164,23 +164,8 @@ class Driver:
     async def _drive(self, what: str, operation: Callable[[*Ts], Step[T]], *args: *Ts) -> T:
         """Run ``operation`` until it finishes; see the theory of operation above."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        return await self._drive_from(operation(*args), False, False, what, operation, *args)
-
-    async def _drive_from(
-        self,
-        step: Step[T],
-        yielded: bool,
-        spent: bool,
-        what: str,
-        operation: Callable[[*Ts], Step[T]],
-        *args: *Ts,
-    ) -> T:
-        """:meth:`_drive` from a step already taken, with its closing checkpoint.
-
-        ``yielded``: the caller already yielded to the scheduler. ``spent``: the
-        caller's last transport receive returned without yielding.
-        """
-        result, yielded = await self._run_steps(step, yielded, spent, what, operation, *args)
+        step = operation(*args)
+        result, yielded = await self._run_steps(step, False, False, what, operation, *args)
         if not yielded:
             await trio.lowlevel.cancel_shielded_checkpoint()
         return result
@@ -194,7 +179,13 @@ class Driver:
         operation: Callable[[*Ts], Step[T]],
         *args: *Ts,
     ) -> tuple[T, bool]:
-        """The loop of :meth:`_drive`; returns the value and whether anything yielded."""
+        """The loop of :meth:`_drive`, from a step already taken.
+
+        ``yielded``: the caller already yielded to the scheduler. ``spent``: the
+        caller's last transport receive returned without yielding. Returns the
+        operation's value and whether anything yielded; the caller owns the closing
+        checkpoint.
+        """
         while True:
             if step.error is not None:
                 await self._flush_alert(step.to_send)
@@ -257,13 +248,17 @@ class Driver:
             yielded = await self._receive_locked()
             spent = not yielded
             out = engine.decrypt(max_bytes)
-        if not isinstance(out, bytes):
-            out = await self._drive_from(out, yielded, spent, "read", engine.read, max_bytes)
-        elif not yielded:
+        if isinstance(out, bytes):
+            data = out
+        else:
+            data, yielded = await self._run_steps(
+                out, yielded, spent, "read", engine.read, max_bytes
+            )
+        if not yielded:
             await trio.lowlevel.cancel_shielded_checkpoint()
-        self._counters.bytes_received += len(out)
+        self._counters.bytes_received += len(data)
         self._made_room()
-        return out
+        return data
 
     async def _send(self, data: bytes | bytearray | memoryview) -> None:
         """Encrypt and send ``data``; any failure after the first chunk was encrypted

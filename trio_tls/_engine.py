@@ -488,25 +488,21 @@ class TLSEngine:
 
     def unwrap(self) -> Step[None]:
         """Full shutdown: send close_notify and wait for the peer's."""
-        try:
-            self.obj.unwrap()
-        except ssl.SSLWantReadError:
-            return Step(self._outgoing(), want_read=True, finished=False)
-        except (ssl.SSLError, ssl.CertificateError) as exc:
-            return self._failed(exc)
-        return Step(self._outgoing(), want_read=False, finished=True)
+        return self._shutdown(wait_for_peer=True)
 
     def send_close_notify(self) -> Step[None]:
-        """Queue our close_notify without waiting for the peer's reply.
+        """Queue our close_notify without waiting for the peer's reply."""
+        return self._shutdown(wait_for_peer=False)
 
-        ``SSLObject.unwrap`` calls ``SSL_shutdown`` twice; the second call wants to
-        read the peer's close_notify. Its ``SSLWantReadError`` is expected here and
-        ignored: the alert is already in the outgoing BIO.
-        """
+    def _shutdown(self, *, wait_for_peer: bool) -> Step[None]:
+        # SSLObject.unwrap calls SSL_shutdown twice; the second call wants to read the
+        # peer's close_notify. Without waiting for it, that SSLWantReadError is
+        # expected: our alert is already in the outgoing BIO.
         try:
             self.obj.unwrap()
         except ssl.SSLWantReadError:
-            pass
+            if wait_for_peer:
+                return Step(self._outgoing(), want_read=True, finished=False)
         except (ssl.SSLError, ssl.CertificateError) as exc:
             return self._failed(exc)
         return Step(self._outgoing(), want_read=False, finished=True)

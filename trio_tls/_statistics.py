@@ -30,6 +30,9 @@ class Counters:
         self.transport_sends = 0
         self.transport_receives = 0
 
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
 
 @final
 @dataclass(frozen=True, slots=True)

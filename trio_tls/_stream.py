@@ -132,19 +132,13 @@ class SSLStream(Driver, ConnectionAttributes, HalfCloseableStream, Generic[T_Str
         obj = self._engine.obj
         done = self._engine.handshook
         cipher = obj.cipher() if done else None
-        counters = self._counters
         return TLSStatistics(
             version=obj.version() if done else None,
             cipher=cipher[0] if cipher else None,
             alpn_protocol=obj.selected_alpn_protocol() if done else None,
             session_reused=obj.session_reused if done else False,
             handshake_duration=self._handshake_seconds,
-            bytes_sent=counters.bytes_sent,
-            bytes_received=counters.bytes_received,
-            wire_bytes_sent=counters.wire_bytes_sent,
-            wire_bytes_received=counters.wire_bytes_received,
-            transport_sends=counters.transport_sends,
-            transport_receives=counters.transport_receives,
+            **self._counters.as_dict(),
         )
 
     # -- the handshake ------------------------------------------------------------------
