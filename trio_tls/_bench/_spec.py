@@ -152,6 +152,7 @@ class Mode(enum.Enum):
 #: Per-mode sizes of each workload kind. Each worker measurement should take roughly 0.1-0.4 s
 #: (quick) or 0.3-1.5 s (full) for trio.SSLStream on a 2-core machine, so that process start-up
 #: does not dominate and the whole matrix fits the time budget.
+# Two blocks of the same shape on purpose: each mode's sizes are tuned and read together.
 SIZES: Final[dict[Mode, dict[Kind, dict[str, int]]]] = {
     Mode.QUICK: {
         Kind.BULK: {"total": 16 * 2**20},

@@ -64,6 +64,8 @@ class ServeOptions:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
+        # Named one by one (like connect's options): a renamed flag then fails mypy
+        # here instead of surfacing as a missing attribute at run time.
         mode: Literal["echo", "http"] = "http" if args.http else "echo"
         alpn = args.alpn if args.alpn is not None else ("http/1.1",) if mode == "http" else ()
         return cls(
