@@ -73,6 +73,8 @@ class TLSTestCA:
             )
         return self._client_cert
 
+    # server_context and client_context mirror each other (version, one certificate
+    # option, ALPN) on purpose: the two halves of one test should read alike.
     def server_context(
         self,
         *,
