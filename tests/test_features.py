@@ -21,8 +21,7 @@ from trio_tls import (
     select_context_by_sni,
     serve_ssl_over_tcp,
 )
-from trio_tls.testing import SERVER_NAME, TLSTestCA, tls_memory_stream_pair
-from trio_tls.testing._certs import TLSVersionName
+from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName, tls_memory_stream_pair
 
 from .helpers.peers import require_tool, run_tool
 
@@ -89,13 +88,15 @@ async def read_to_eof(stream: AnyStream) -> bytes:
 
 @pytest.mark.parametrize("transports", TRANSPORTS)
 async def test_half_close_request_then_reply(
-    ca: TLSTestCA, version: TLSVersionName, transports: Transports
+    tls_ca: TLSTestCA, tls_version: TLSVersionName, transports: Transports
 ) -> None:
     """send_eof() ends our direction; the peer still answers. Under TLS 1.2 this is
     trio_tls's lenient mode (RFC 5246 wants an immediate close_notify in reply, but
     OpenSSL peers, trio_tls included, keep sending)."""
     async with connected(
-        transports, ca.client_context(version=version), ca.server_context(version=version)
+        transports,
+        tls_ca.client_context(version=tls_version),
+        tls_ca.server_context(version=tls_version),
     ) as (
         client,
         server,
@@ -113,13 +114,13 @@ async def test_half_close_request_then_reply(
             assert await client.receive_some() == b""  # both close_notifys: still EOF
 
 
-async def test_is_a_half_closeable_stream(ca: TLSTestCA) -> None:
-    client, _ = tls_memory_stream_pair(ca)
+async def test_is_a_half_closeable_stream(tls_ca: TLSTestCA) -> None:
+    client, _ = tls_memory_stream_pair(tls_ca)
     assert isinstance(client, trio.abc.HalfCloseableStream)
 
 
-def test_statistics_before_the_handshake(ca: TLSTestCA) -> None:
-    client, _ = tls_memory_stream_pair(ca)
+def test_statistics_before_the_handshake(tls_ca: TLSTestCA) -> None:
+    client, _ = tls_memory_stream_pair(tls_ca)
     stats = client.statistics()
     assert (stats.version, stats.cipher, stats.alpn_protocol) == (None, None, None)
     assert stats.handshake_duration is None and not stats.session_reused
@@ -147,10 +148,10 @@ async def first_connection_session(
 
 @pytest.mark.parametrize("transports", TRANSPORTS)
 async def test_second_connection_resumes(
-    ca: TLSTestCA, version: TLSVersionName, transports: Transports
+    tls_ca: TLSTestCA, tls_version: TLSVersionName, transports: Transports
 ) -> None:
-    client_ctx = ca.client_context(version=version)
-    server_ctx = ca.server_context(version=version)
+    client_ctx = tls_ca.client_context(version=tls_version)
+    server_ctx = tls_ca.server_context(version=tls_version)
     session = await first_connection_session(transports, client_ctx, server_ctx)
     async with connected(transports, client_ctx, server_ctx, session=session) as (client, server):
         assert client.session_reused
@@ -158,13 +159,15 @@ async def test_second_connection_resumes(
         assert client.statistics().session_reused
 
 
-async def test_server_that_never_writes_still_delivers_tickets(ca: TLSTestCA) -> None:
+async def test_server_that_never_writes_still_delivers_tickets(tls_ca: TLSTestCA) -> None:
     """https_compatible server closes without writing or close_notify: trio loses the
     tickets there; trio_tls sends them as it closes."""
     client_raw, server_raw = trio.testing.memory_stream_pair()
-    client = SSLStream(client_raw, ca.client_context(version="1.3"), server_hostname=SERVER_NAME)
+    client = SSLStream(
+        client_raw, tls_ca.client_context(version="1.3"), server_hostname=SERVER_NAME
+    )
     server = SSLStream(
-        server_raw, ca.server_context(version="1.3"), server_side=True, https_compatible=True
+        server_raw, tls_ca.server_context(version="1.3"), server_side=True, https_compatible=True
     )
 
     async def serve() -> None:
@@ -179,12 +182,12 @@ async def test_server_that_never_writes_still_delivers_tickets(ca: TLSTestCA) ->
     assert session.has_ticket
 
 
-async def test_no_ticket_before_close_is_a_clear_error(ca: TLSTestCA) -> None:
-    server_ctx = ca.server_context(version="1.3")
+async def test_no_ticket_before_close_is_a_clear_error(tls_ca: TLSTestCA) -> None:
+    server_ctx = tls_ca.server_context(version="1.3")
     server_ctx.options |= ssl.OP_NO_TICKET
     server_ctx.num_tickets = 0
     client, server = tls_memory_stream_pair(
-        client_context=ca.client_context(version="1.3"), server_context=server_ctx
+        client_context=tls_ca.client_context(version="1.3"), server_context=server_ctx
     )
     async with trio.open_nursery() as nursery:
         nursery.start_soon(server.do_handshake)
@@ -194,8 +197,8 @@ async def test_no_ticket_before_close_is_a_clear_error(ca: TLSTestCA) -> None:
         await client.resumable_session()
 
 
-async def test_resumable_session_misuse(ca: TLSTestCA) -> None:
-    client, server = tls_memory_stream_pair(ca)
+async def test_resumable_session_misuse(tls_ca: TLSTestCA) -> None:
+    client, server = tls_memory_stream_pair(tls_ca)
     with pytest.raises(ValueError, match="client"):
         await server.resumable_session()
     async with trio.open_nursery() as nursery:
@@ -230,9 +233,9 @@ async def client_reads(client: AnyStream, into: list[bytes]) -> None:
 
 @pytest.mark.parametrize("transports", TRANSPORTS)
 async def test_post_handshake_auth_gets_a_verified_certificate(
-    ca: TLSTestCA, transports: Transports
+    tls_ca: TLSTestCA, transports: Transports
 ) -> None:
-    client_ctx, server_ctx = pha_contexts(ca)
+    client_ctx, server_ctx = pha_contexts(tls_ca)
     async with connected(transports, client_ctx, server_ctx) as (client, server):
         received: list[bytes] = []
         async with trio.open_nursery() as nursery:
@@ -252,8 +255,8 @@ async def test_post_handshake_auth_gets_a_verified_certificate(
         assert b"".join(received) == b"welcome"
 
 
-async def test_post_handshake_auth_refused_by_client_context(ca: TLSTestCA) -> None:
-    client_ctx, server_ctx = pha_contexts(ca, client_offers=False)
+async def test_post_handshake_auth_refused_by_client_context(tls_ca: TLSTestCA) -> None:
+    client_ctx, server_ctx = pha_contexts(tls_ca, client_offers=False)
     client, server = tls_memory_stream_pair(client_context=client_ctx, server_context=server_ctx)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(client.do_handshake)
@@ -265,10 +268,10 @@ async def test_post_handshake_auth_refused_by_client_context(ca: TLSTestCA) -> N
     assert await client.receive_some() == b"still usable"
 
 
-async def test_post_handshake_auth_with_untrusted_certificate_breaks(ca: TLSTestCA) -> None:
-    client_ctx, server_ctx = pha_contexts(ca)
+async def test_post_handshake_auth_with_untrusted_certificate_breaks(tls_ca: TLSTestCA) -> None:
+    client_ctx, server_ctx = pha_contexts(tls_ca)
     stranger = TLSTestCA()
-    client_ctx = ca.client_context(version="1.3")
+    client_ctx = tls_ca.client_context(version="1.3")
     stranger.client_cert.configure_cert(client_ctx)
     client_ctx.post_handshake_auth = True
     client, server = tls_memory_stream_pair(client_context=client_ctx, server_context=server_ctx)
@@ -290,8 +293,8 @@ async def test_post_handshake_auth_with_untrusted_certificate_breaks(ca: TLSTest
     assert not isinstance(client_errors[0], ssl.SSLEOFError)
 
 
-async def test_post_handshake_auth_needs_tls13_and_a_server(ca: TLSTestCA) -> None:
-    client, server = tls_memory_stream_pair(ca, version="1.2")
+async def test_post_handshake_auth_needs_tls13_and_a_server(tls_ca: TLSTestCA) -> None:
+    client, server = tls_memory_stream_pair(tls_ca, version="1.2")
     async with trio.open_nursery() as nursery:
         nursery.start_soon(client.do_handshake)
         await server.do_handshake()
@@ -305,7 +308,7 @@ async def test_post_handshake_auth_needs_tls13_and_a_server(ca: TLSTestCA) -> No
 
 
 async def test_slow_handshake_on_a_listener_is_cut_off_and_others_are_served(
-    ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
     outcomes: list[BaseException | bytes] = []
     both_done = trio.Event()
@@ -327,7 +330,7 @@ async def test_slow_handshake_on_a_listener_is_cut_off_and_others_are_served(
             lambda task_status: serve_ssl_over_tcp(
                 handler,
                 0,
-                ca.server_context(version=version),
+                tls_ca.server_context(version=tls_version),
                 host="127.0.0.1",
                 handshake_timeout=0.3,
                 task_status=task_status,
@@ -337,7 +340,7 @@ async def test_slow_handshake_on_a_listener_is_cut_off_and_others_are_served(
         idle = await trio.open_tcp_stream("127.0.0.1", port)  # never says hello
         client = SSLStream(
             await trio.open_tcp_stream("127.0.0.1", port),
-            ca.client_context(version=version),
+            tls_ca.client_context(version=tls_version),
             server_hostname=SERVER_NAME,
         )
         await client.send_all(b"well-behaved")
@@ -356,10 +359,12 @@ async def test_slow_handshake_on_a_listener_is_cut_off_and_others_are_served(
 
 
 async def test_statistics_count_plaintext_and_wire_bytes(
-    ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
     async with connected(
-        tcp_transports, ca.client_context(version=version), ca.server_context(version=version)
+        tcp_transports,
+        tls_ca.client_context(version=tls_version),
+        tls_ca.server_context(version=tls_version),
     ) as (
         client,
         server,
@@ -371,7 +376,7 @@ async def test_statistics_count_plaintext_and_wire_bytes(
             while len(got) < len(payload):
                 got += await server.receive_some()
         stats = client.statistics()
-        assert stats.version == f"TLSv{version}"
+        assert stats.version == f"TLSv{tls_version}"
         assert stats.cipher == client.cipher()[0]  # type: ignore[index]
         assert stats.bytes_sent == len(payload) and stats.bytes_received == 0
         assert stats.wire_bytes_sent > len(payload)  # records add framing and tags
@@ -385,7 +390,7 @@ async def test_statistics_count_plaintext_and_wire_bytes(
 
 
 async def test_rotating_the_listener_context_affects_new_connections_only(
-    ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
     new_ca = TLSTestCA()
 
@@ -399,7 +404,7 @@ async def test_rotating_the_listener_context_affects_new_connections_only(
     async def connect(port: int, trust: TLSTestCA) -> SSLStream[trio.SocketStream]:
         stream = SSLStream(
             await trio.open_tcp_stream("127.0.0.1", port),
-            trust.client_context(version=version),
+            trust.client_context(version=tls_version),
             server_hostname=SERVER_NAME,
         )
         try:
@@ -414,17 +419,17 @@ async def test_rotating_the_listener_context_affects_new_connections_only(
             lambda task_status: serve_ssl_over_tcp(
                 echo,
                 0,
-                ca.server_context(version=version),
+                tls_ca.server_context(version=tls_version),
                 host="127.0.0.1",
                 task_status=task_status,
             )
         )
         port = listeners[0].transport_listener.socket.getsockname()[1]  # type: ignore[attr-defined]
-        old = await connect(port, ca)
-        listeners[0].ssl_context = new_ca.server_context(version=version)  # rotate
+        old = await connect(port, tls_ca)
+        listeners[0].ssl_context = new_ca.server_context(version=tls_version)  # rotate
         new = await connect(port, new_ca)
         with pytest.raises(trio.BrokenResourceError) as info:
-            await connect(port, ca)  # the old CA no longer matches
+            await connect(port, tls_ca)  # the old CA no longer matches
         assert isinstance(info.value.__cause__, ssl.SSLCertVerificationError)
         for stream in (old, new):  # the old connection keeps working with its old cert
             await stream.send_all(b"ping")
@@ -451,14 +456,14 @@ def test_sni_lookup_rules() -> None:
 
 @pytest.mark.parametrize("reject_unknown", [False, True], ids=["fallback", "reject"])
 async def test_sni_selects_the_certificate_openssl_s_client(
-    tmp_path: Any, version: TLSVersionName, reject_unknown: bool
+    tmp_path: Any, tls_version: TLSVersionName, reject_unknown: bool
 ) -> None:
     openssl = require_tool("openssl")
     cas = {
         name: TLSTestCA(hostnames=(name,))
         for name in ("alpha.example", "beta.example", "fallback.example")
     }
-    contexts = {name: ca.server_context(version=version) for name, ca in cas.items()}
+    contexts = {name: ca.server_context(version=tls_version) for name, ca in cas.items()}
     default = select_context_by_sni(
         contexts.pop("fallback.example"), contexts, reject_unknown=reject_unknown
     )
@@ -475,7 +480,7 @@ async def test_sni_selects_the_certificate_openssl_s_client(
         command = [
             openssl, "s_client", "-connect", f"127.0.0.1:{port}", "-servername", name,
             "-CAfile", str(ca_file), "-verify_return_error", "-verify_hostname",
-            name if name in cas else "fallback.example", f"-tls1_{version[-1]}", "-quiet",
+            name if name in cas else "fallback.example", f"-tls1_{tls_version[-1]}", "-quiet",
         ]  # fmt: skip
         with trio.fail_after(15):
             done = await run_tool(command)

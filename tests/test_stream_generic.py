@@ -8,8 +8,12 @@ from trio.abc import Stream
 from trio.testing import check_half_closeable_stream, check_two_way_stream
 
 from trio_tls import SSLStream
-from trio_tls.testing import TLSTestCA, tls_lockstep_stream_pair, tls_memory_stream_pair
-from trio_tls.testing._certs import TLSVersionName
+from trio_tls.testing import (
+    TLSTestCA,
+    TLSVersionName,
+    tls_lockstep_stream_pair,
+    tls_memory_stream_pair,
+)
 
 Pair = tuple[SSLStream[Stream], SSLStream[Stream]]
 
@@ -27,24 +31,26 @@ async def handshaken(pair: Pair) -> Pair:
 
 @pytest.mark.parametrize("https_compatible", [False, True], ids=["standard", "https"])
 async def test_two_way_stream_conformance(
-    ca: TLSTestCA, version: TLSVersionName, https_compatible: bool
+    tls_ca: TLSTestCA, tls_version: TLSVersionName, https_compatible: bool
 ) -> None:
     async def buffered() -> Pair:
-        return tls_memory_stream_pair(ca, version=version, https_compatible=https_compatible)
+        return tls_memory_stream_pair(
+            tls_ca, version=tls_version, https_compatible=https_compatible
+        )
 
     async def clogged() -> Pair:
         return await handshaken(
-            tls_lockstep_stream_pair(ca, version=version, https_compatible=https_compatible)
+            tls_lockstep_stream_pair(tls_ca, version=tls_version, https_compatible=https_compatible)
         )
 
     await check_two_way_stream(buffered, clogged)
 
 
-async def test_half_closeable_stream_conformance_tls13(ca: TLSTestCA) -> None:
+async def test_half_closeable_stream_conformance_tls13(tls_ca: TLSTestCA) -> None:
     async def buffered() -> Pair:
-        return tls_memory_stream_pair(ca, version="1.3")
+        return tls_memory_stream_pair(tls_ca, version="1.3")
 
     async def clogged() -> Pair:
-        return await handshaken(tls_lockstep_stream_pair(ca, version="1.3"))
+        return await handshaken(tls_lockstep_stream_pair(tls_ca, version="1.3"))
 
     await check_half_closeable_stream(buffered, clogged)
