@@ -34,6 +34,8 @@ from trio_tls.testing import (
     open_tls_stream_pair,
 )
 
+from .helpers.streams import both, receive_exactly
+
 pytestmark = [
     pytest.mark.tls_transports("memory", "lockstep", "tcp"),
     pytest.mark.tls_chaos(count=3, plain=True),
@@ -79,23 +81,6 @@ async def open_pair(
     yield open_one
     for pair in opened:
         await close_pair_forcefully(pair)
-
-
-async def both(*sides: Callable[[], Awaitable[object]]) -> None:
-    """Run each side in its own task, as two real peers would, and wait for all."""
-    async with trio.open_nursery() as nursery:
-        for side in sides:
-            nursery.start_soon(side)
-
-
-async def receive_exactly(stream: Stream, size: int) -> bytes:
-    """Read until ``size`` bytes arrived: one receive_some may return any part of them."""
-    data = bytearray()
-    while len(data) < size:
-        chunk = await stream.receive_some()
-        assert chunk, f"EOF after {len(data)} of {size} bytes"
-        data += chunk
-    return bytes(data)
 
 
 def assert_peer_alert(exc: BaseException) -> None:

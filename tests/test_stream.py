@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any, cast
+from typing import cast
 
 import pytest
 import trio
@@ -18,19 +18,13 @@ from trio_tls._engine import _is_eof
 from trio_tls._stream import CLOSE_NOTIFY_SEND_TIMEOUT
 from trio_tls.testing import (
     SERVER_NAME,
+    StreamPair,
     TLSTestCA,
     TLSVersionName,
+    handshake_pair,
     tls_lockstep_stream_pair,
     tls_memory_stream_pair,
 )
-
-Pair = tuple[SSLStream[Stream], SSLStream[Stream]]
-
-
-async def handshake_both(client: SSLStream[Any], server: SSLStream[Any]) -> None:
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(client.do_handshake)
-        nursery.start_soon(server.do_handshake)
 
 
 async def expect_broken(
@@ -43,7 +37,7 @@ async def expect_broken(
     return info.value
 
 
-def untrusted_pair(ca: TLSTestCA, version: TLSVersionName) -> Pair:
+def untrusted_pair(ca: TLSTestCA, version: TLSVersionName) -> StreamPair:
     """A client that trusts some other CA: its handshake must fail verification."""
     return tls_memory_stream_pair(
         client_context=TLSTestCA().client_context(version=version),
@@ -140,7 +134,7 @@ async def test_tickets_reach_a_client_even_if_the_server_never_writes(
         tls_ca, version="1.3", https_compatible=https_compatible
     )
     with trio.fail_after(5):
-        await handshake_both(client, server)
+        await handshake_pair(client, server)
         await client.send_all(b"request")
         assert await server.receive_some() == b"request"
         await server.aclose()
@@ -173,7 +167,7 @@ async def test_need_handshake_error_before_and_answers_after(
         read(client)
     with pytest.raises(trio.NeedHandshakeError):  # trio's own except clauses still match
         read(server)
-    await handshake_both(client, server)
+    await handshake_pair(client, server)
     read(client)
     read(server)
 
@@ -190,7 +184,7 @@ async def test_forwarded_attributes(tls_ca: TLSTestCA, tls_version: TLSVersionNa
     other = tls_ca.client_context(version=tls_version)
     client.context = other
     assert client.context is other
-    await handshake_both(client, server)
+    await handshake_pair(client, server)
     assert client.version() == f"TLSv{tls_version}"
     peer = client.getpeercert()
     assert peer is not None and ("DNS", SERVER_NAME) in peer["subjectAltName"]
@@ -228,7 +222,7 @@ async def test_two_senders_or_two_receivers_are_busy(
     for use_send in (True, False):
         # A conflict cancels the other call, which breaks the stream: fresh pair each time.
         client, server = tls_lockstep_stream_pair(tls_ca, version=tls_version)
-        await handshake_both(client, server)
+        await handshake_pair(client, server)
         call = partial(client.send_all, b"x" * 10) if use_send else client.receive_some
         with pytest.RaisesGroup(
             trio.BusyResourceError, allow_unwrapped=True, flatten_subgroups=True
@@ -242,7 +236,7 @@ async def test_use_after_close_is_closed_resource_error(
     tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
     client, server = tls_memory_stream_pair(tls_ca, version=tls_version)
-    await handshake_both(client, server)
+    await handshake_pair(client, server)
     await client.aclose()
     for call in (
         client.do_handshake,
@@ -277,7 +271,7 @@ async def test_cancelled_send_leaves_the_stream_broken(
     tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
     client, server = tls_lockstep_stream_pair(tls_ca, version=tls_version)
-    await handshake_both(client, server)
+    await handshake_pair(client, server)
     with trio.move_on_after(0.01):
         await client.send_all(b"x" * 100_000)  # nobody reads a lockstep transport
     await expect_broken(lambda: client.send_all(b"y"))
@@ -287,7 +281,7 @@ async def test_cancelled_receive_after_handshake_loses_nothing(
     tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
     client, server = tls_memory_stream_pair(tls_ca, version=tls_version)
-    await handshake_both(client, server)
+    await handshake_pair(client, server)
     for round_ in range(3):
         with trio.move_on_after(0.01):
             await client.receive_some()
@@ -299,7 +293,7 @@ async def test_cancelled_receive_after_handshake_loses_nothing(
 async def test_receive_with_data_ready_returns_it_even_when_cancelled(tls_ca: TLSTestCA) -> None:
     """The shielded final checkpoint: decrypted data is returned, never dropped."""
     client, server = tls_memory_stream_pair(tls_ca)
-    await handshake_both(client, server)
+    await handshake_pair(client, server)
     await server.send_all(b"ready")
     await trio.testing.wait_all_tasks_blocked()
     # Pull the ciphertext into the engine without decrypting it.
@@ -315,7 +309,7 @@ async def test_cancelled_unwrap_leaves_the_stream_broken(
     tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
     client, server = tls_memory_stream_pair(tls_ca, version=tls_version)
-    await handshake_both(client, server)
+    await handshake_pair(client, server)
     with trio.move_on_after(0.01):
         await client.unwrap()  # the server never sends its close_notify
     await expect_broken(client.receive_some)
@@ -325,7 +319,7 @@ async def test_cancelled_aclose_still_closes_the_transport(
     tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
     client, server = tls_lockstep_stream_pair(tls_ca, version=tls_version)
-    await handshake_both(client, server)
+    await handshake_pair(client, server)
     with trio.CancelScope() as scope:
         scope.cancel()
         await client.aclose()
@@ -340,7 +334,7 @@ async def test_aclose_does_not_hang_on_a_peer_that_stopped_reading(
 ) -> None:
     """trio's aclose blocks forever sending close_notify here (TLS-PITFALLS 5)."""
     client, server = tls_lockstep_stream_pair(tls_ca, version="1.3")
-    await handshake_both(client, server)
+    await handshake_pair(client, server)
     start = trio.current_time()
     await client.aclose()  # the server never reads: bounded by CLOSE_NOTIFY_SEND_TIMEOUT
     assert trio.current_time() - start == pytest.approx(CLOSE_NOTIFY_SEND_TIMEOUT)
@@ -355,7 +349,7 @@ async def test_ragged_eof_is_an_error_in_standard_mode(
     tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
     client, server = tls_memory_stream_pair(tls_ca, version=tls_version)
-    await handshake_both(client, server)
+    await handshake_pair(client, server)
     await server.transport_stream.aclose()  # no close_notify
     error = await expect_broken(client.receive_some)
     assert _is_eof(error.__cause__)
@@ -365,7 +359,7 @@ async def test_ragged_eof_reads_as_eof_in_https_mode(
     tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
     client, server = tls_memory_stream_pair(tls_ca, version=tls_version, https_compatible=True)
-    await handshake_both(client, server)
+    await handshake_pair(client, server)
     await server.send_all(b"last words")
     await server.aclose()  # https_compatible: no close_notify
     assert await client.receive_some() == b"last words"
@@ -399,7 +393,7 @@ async def test_close_notify_then_eof_reads_as_eof(
     tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
     client, server = tls_memory_stream_pair(tls_ca, version=tls_version)
-    await handshake_both(client, server)
+    await handshake_pair(client, server)
     await server.send_all(b"bye")
     await server.aclose()
     assert await client.receive_some() == b"bye"
@@ -414,7 +408,7 @@ async def test_unwrap_returns_trailing_plaintext(
     tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
     client, server = tls_memory_stream_pair(tls_ca, version=tls_version)
-    await handshake_both(client, server)
+    await handshake_pair(client, server)
     wrapped = client.transport_stream
     client_transport: list[Stream] = []
 
@@ -494,7 +488,7 @@ async def test_every_public_method_is_a_checkpoint(
     tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
     client, server = tls_memory_stream_pair(tls_ca, version=tls_version)
-    await handshake_both(client, server)
+    await handshake_pair(client, server)
     await server.send_all(b"data")
     await trio.testing.wait_all_tasks_blocked()
     with assert_checkpoints():
@@ -582,7 +576,7 @@ async def test_close_timeout_waits_for_the_peer_close_notify(
     server = SSLStream(
         server_transport, tls_ca.server_context(version=tls_version), server_side=True
     )
-    await handshake_both(client, server)
+    await handshake_pair(client, server)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(client.aclose)
         await trio.testing.wait_all_tasks_blocked()
@@ -598,7 +592,7 @@ async def test_close_timeout_gives_up_on_a_silent_peer(tls_ca: TLSTestCA) -> Non
         client_transport, tls_ca.client_context(), server_hostname=SERVER_NAME, close_timeout=0.05
     )
     server = SSLStream(server_transport, tls_ca.server_context(), server_side=True)
-    await handshake_both(client, server)
+    await handshake_pair(client, server)
     with trio.fail_after(5):
         await client.aclose()  # the server never answers; aclose returns anyway
     with pytest.raises(trio.ClosedResourceError):

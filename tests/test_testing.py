@@ -42,23 +42,10 @@ from trio_tls.testing import (
     tls_memory_stream_pair,
 )
 
+from .helpers.streams import both, receive_exactly
+
 # A message longer than one TLS record (16 KiB of plaintext), sent with one send_all.
 BIG_MESSAGE = bytes(range(256)) * 100
-
-
-async def both(*sides: Callable[[], Awaitable[object]]) -> None:
-    async with trio.open_nursery() as nursery:
-        for side in sides:
-            nursery.start_soon(side)
-
-
-async def receive_exactly(stream: Stream, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        chunk = await stream.receive_some()
-        assert chunk, f"EOF after {len(data)} of {size} bytes"
-        data += chunk
-    return bytes(data)
 
 
 async def exchange(pair: StreamPair, payload: bytes = b"ping") -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import pytest
 import trio
@@ -14,29 +14,18 @@ from trio.testing import assert_checkpoints
 
 from trio_tls import SSLStream
 from trio_tls._wire import SocketWire, StreamWire, wire_for
-from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName, tls_memory_stream_pair
+from trio_tls.testing import TLSTestCA, TLSVersionName, tls_memory_stream_pair
 
-TcpPair = tuple[SSLStream[trio.SocketStream], SSLStream[trio.SocketStream]]
+from .helpers.streams import handshaken_pair, loopback_tcp_pair
 
 
-@asynccontextmanager
-async def tcp_tls_pair(ca: TLSTestCA, version: TLSVersionName) -> AsyncIterator[TcpPair]:
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    async with listeners[0] as listener:
-        port = listener.socket.getsockname()[1]
-        client_tcp = await trio.open_tcp_stream("127.0.0.1", port)
-        server_tcp = await listener.accept()
-    client = SSLStream(client_tcp, ca.client_context(version=version), server_hostname=SERVER_NAME)
-    server = SSLStream(server_tcp, ca.server_context(version=version), server_side=True)
-    try:
-        with trio.fail_after(10):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(client.do_handshake)
-                nursery.start_soon(server.do_handshake)
-        yield client, server
-    finally:
-        await trio.aclose_forcefully(client)
-        await trio.aclose_forcefully(server)
+def tcp_tls_pair(
+    ca: TLSTestCA, version: TLSVersionName
+) -> AbstractAsyncContextManager[tuple[SSLStream[Any], SSLStream[Any]]]:
+    """A handshaken pair over a plain loopback socket: the fast path's transport."""
+    return handshaken_pair(
+        loopback_tcp_pair, ca.client_context(version=version), ca.server_context(version=version)
+    )
 
 
 async def test_the_fast_path_is_taken_only_for_a_plain_socket_stream(tls_ca: TLSTestCA) -> None:
