@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import cast
+from typing import Any, cast
 
 import pytest
 import trio
@@ -25,6 +25,8 @@ from trio_tls.testing import (
     tls_lockstep_stream_pair,
     tls_memory_stream_pair,
 )
+
+from .helpers.streams import MEMORY_AND_TCP, Transports, handshaken_pair
 
 
 async def expect_broken(
@@ -479,6 +481,52 @@ async def test_tls_inside_tls(tls_ca: TLSTestCA, tls_version: TLSVersionName) ->
         nursery.start_soon(inner_server.aclose)
     with pytest.raises(trio.ClosedResourceError):
         await outer_client.send_all(b"x")
+
+
+# -- half-close ---------------------------------------------------------------------
+
+
+async def read_to_eof(stream: SSLStream[Any]) -> bytes:
+    data = bytearray()
+    for _ in range(10_000):
+        chunk = await stream.receive_some()
+        if not chunk:
+            return bytes(data)
+        data += chunk
+    raise AssertionError("no end of stream")
+
+
+@pytest.mark.parametrize("transports", MEMORY_AND_TCP)
+async def test_half_close_request_then_reply(
+    tls_ca: TLSTestCA, tls_version: TLSVersionName, transports: Transports
+) -> None:
+    """send_eof() ends our direction; the peer still answers. Under TLS 1.2 this is
+    trio_tls's lenient mode (RFC 5246 wants an immediate close_notify in reply, but
+    OpenSSL peers, trio_tls included, keep sending)."""
+    async with handshaken_pair(
+        transports,
+        tls_ca.client_context(version=tls_version),
+        tls_ca.server_context(version=tls_version),
+    ) as (
+        client,
+        server,
+    ):
+        with trio.fail_after(10):
+            await client.send_all(b"request")
+            await client.send_eof()
+            await client.send_eof()  # a second call does nothing
+            with pytest.raises(trio.ClosedResourceError, match="send_eof"):
+                await client.send_all(b"more")
+            assert await read_to_eof(server) == b"request"
+            await server.send_all(b"reply after your EOF")
+            await server.aclose()
+            assert await read_to_eof(client) == b"reply after your EOF"
+            assert await client.receive_some() == b""  # both close_notifys: still EOF
+
+
+async def test_is_a_half_closeable_stream(tls_ca: TLSTestCA) -> None:
+    client, _ = tls_memory_stream_pair(tls_ca)
+    assert isinstance(client, trio.abc.HalfCloseableStream)
 
 
 # -- checkpoints and full duplex -------------------------------------------------------
