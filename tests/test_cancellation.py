@@ -8,7 +8,7 @@ for k = 1, 2, ... until the operation completes without being cancelled, so each
 yield the operation makes is hit once. Everything is deterministic: memory and
 lockstep transports, no clock.
 
-After each cancellation the scenario asserts what the issue asks for:
+After each cancellation the scenario asserts:
 
 - the stream is either usable (a full round trip works and the data is intact) or
   reports itself broken: every later call raises ``trio.BrokenResourceError``;
@@ -16,6 +16,8 @@ After each cancellation the scenario asserts what the issue asks for:
   runs under ``fail_after``;
 - ``aclose()`` closes the transport, even when ``aclose()`` itself is cancelled;
 - data that ``receive_some`` returned is never returned twice nor lost.
+
+Single, hand-picked cancellations are in test_stream.py.
 """
 
 from __future__ import annotations
@@ -205,7 +207,7 @@ async def handshake_server(make: PairMaker, cancel_at: CancelAt) -> bool:
 
 
 async def implicit_handshake_two_tasks(make: PairMaker, cancel_at: CancelAt) -> bool:
-    """send_all starts the lazy handshake while receive_some waits for it (PITFALLS 1).
+    """send_all starts the lazy handshake while receive_some waits for it.
 
     Cancelling the handshaking task must not leave the waiting task hanging: it
     gets BrokenResourceError, or its data if the handshake had finished.
@@ -530,11 +532,10 @@ async def test_instrument_cancels_at_the_requested_step() -> None:
 
 
 async def test_unwrap_cancelled_after_close_notify_reports_broken(tls_ca: TLSTestCA) -> None:
-    """Regression (found by the sweep): unwrap() cancelled while it waits for the
-    peer's close_notify must leave the stream broken, as its other cancellation
-    points do. Our close_notify is already out, so the TLS connection cannot carry
-    data any more; a stream still "open" would accept do_handshake() and then fail
-    send_all() with an SSLError that blames the peer."""
+    """unwrap() cancelled while it waits for the peer's close_notify leaves the stream
+    broken, as its other cancellation points do. Our close_notify is already out, so
+    the TLS connection cannot carry data any more; a stream still "open" would accept
+    do_handshake() and then fail send_all() with an SSLError that blames the peer."""
     client, server = tls_memory_stream_pair(
         client_context=tls_ca.client_context(), server_context=tls_ca.server_context()
     )

@@ -200,7 +200,7 @@ async def _assert_broken_from_now_on(stream: SSLStream[trio.SocketStream]) -> No
         await stream.send_all(b"x")
 
 
-# -- 1. reset in the middle of a record ------------------------------------------------
+# -- a peer that resets the connection ------------------------------------------------
 
 
 async def test_peer_resets_mid_record(tls_ca: TLSTestCA) -> None:
@@ -242,7 +242,7 @@ async def test_peer_resets_while_we_send(tls_ca: TLSTestCA) -> None:
         await _assert_broken_from_now_on(stream)
 
 
-# -- 2. hanging up without close_notify ------------------------------------------------
+# -- hanging up without close_notify ---------------------------------------------------
 
 
 @pytest.mark.parametrize("cut_record", [False, True], ids=["between_records", "mid_record"])
@@ -285,7 +285,7 @@ async def test_peer_closes_without_close_notify_https(tls_ca: TLSTestCA, cut_rec
         _assert_transport_closed(stream)
 
 
-# -- 3. a peer that stops reading --------------------------------------------------------
+# -- a peer that stops reading ---------------------------------------------------------
 
 
 async def test_peer_stops_reading_then_deadline_and_aclose(tls_ca: TLSTestCA) -> None:
@@ -341,7 +341,7 @@ async def test_aclose_while_send_blocked_on_a_peer_that_stopped_reading(
         assert [type(e) for e in errors] == [trio.ClosedResourceError]
 
 
-# -- 4. a peer that never answers close_notify -----------------------------------------
+# -- a peer that never answers close_notify --------------------------------------------
 
 
 async def test_peer_never_answers_close_notify_default(
@@ -413,7 +413,7 @@ async def test_unwrap_waits_for_a_peer_that_never_answers(tls_ca: TLSTestCA) -> 
         _assert_transport_closed(stream)
 
 
-# -- 5. a peer that keeps talking after close_notify -----------------------------------
+# -- a peer that keeps talking after close_notify --------------------------------------
 
 
 class LateTalker:
@@ -530,7 +530,7 @@ async def test_unwrap_returns_what_follows_close_notify_as_raw_bytes(
         await transport.aclose()
 
 
-# -- the same faults seen from the server side --------------------------------------------
+# -- the same faults seen from the server side -----------------------------------------
 
 
 async def test_server_side_client_hangs_up_without_close_notify(

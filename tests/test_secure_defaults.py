@@ -1,11 +1,12 @@
-"""The helpers are safe when called with nothing but a host and port.
+"""The defaults are safe: a client made with nothing but a host and port verifies.
 
-Checked: certificates and host names are verified by default; TLS below 1.2 is
-refused; a client without ``server_hostname`` fails at once with a clear error; and
-each kind of bad certificate (expired, wrong host, self-signed, unknown CA) fails
-the handshake with ``BrokenResourceError`` whose ``__cause__`` is an
+Checked: certificates and host names are verified by default (by
+``default_client_context``, and by the testing kit's client contexts too); TLS below
+1.2 is refused; a client without ``server_hostname`` fails at once with a clear
+error; and each kind of bad certificate (expired, wrong host, self-signed, unknown
+CA) fails the handshake with ``BrokenResourceError`` whose ``__cause__`` is an
 ``ssl.SSLCertVerificationError`` carrying OpenSSL's verify code for that reason.
-Everything runs over loopback TCP through ``serve_ssl_over_tcp`` and
+Connections run over loopback TCP through ``serve_ssl_over_tcp`` and
 ``open_ssl_over_tcp_stream``.
 """
 

@@ -1,4 +1,8 @@
-"""SSLStream behaviour: trio's semantics, the places trio_tls fixes, every error path."""
+"""SSLStream behaviour: trio's semantics, the places trio_tls fixes, every error path.
+
+Features with a module of their own: test_statistics.py, test_session_resumption.py,
+test_post_handshake_auth.py; cancellation at every checkpoint: test_cancellation.py.
+"""
 
 from __future__ import annotations
 
@@ -47,13 +51,14 @@ def untrusted_pair(ca: TLSTestCA, version: TLSVersionName) -> StreamPair:
     )
 
 
-# -- fixes over trio ----------------------------------------------------------------
+# -- a failed handshake ----------------------------------------------------------------
 
 
 async def test_every_task_waiting_for_a_failed_lazy_handshake_gets_the_failure(
     tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
-    """trio leaves the second task hanging forever (TLS-PITFALLS 1)."""
+    """Every task waiting for the lazy handshake gets its failure; none is left
+    hanging (trio leaves the second task waiting forever)."""
     client, server = untrusted_pair(tls_ca, tls_version)
     causes: list[BaseException | None] = []
 
@@ -77,7 +82,8 @@ async def test_every_task_waiting_for_a_failed_lazy_handshake_gets_the_failure(
 async def test_fatal_alert_reaches_the_peer_before_the_error_is_raised(
     tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
-    """The server learns *why* (an alert), not a bare EOF (TLS-PITFALLS 2)."""
+    """The client sends its fatal alert before raising, so the server learns *why*
+    (an alert), not just that the client went away (a bare EOF)."""
     client, server = untrusted_pair(tls_ca, tls_version)
     server_error: list[trio.BrokenResourceError] = []
 
@@ -108,8 +114,12 @@ async def test_tls13_client_certificate_rejection_surfaces_as_an_alert(tls_ca: T
     assert not _is_eof(error.__cause__)
 
 
+# -- session tickets -------------------------------------------------------------------
+
+
 async def test_tls13_tickets_do_not_deadlock_a_lockstep_transport(tls_ca: TLSTestCA) -> None:
-    """anyio deadlocks here (TLS-PITFALLS 3): the client writes right after its handshake."""
+    """The client writes right after its handshake, while the TLS 1.3 server still
+    owes it tickets: on a zero-buffer transport that must not deadlock (anyio's does)."""
     client, server = tls_lockstep_stream_pair(tls_ca, version="1.3")
     payload = b"x" * 100_000
     received = bytearray()
@@ -131,7 +141,8 @@ async def test_tls13_tickets_do_not_deadlock_a_lockstep_transport(tls_ca: TLSTes
 async def test_tickets_reach_a_client_even_if_the_server_never_writes(
     tls_ca: TLSTestCA, https_compatible: bool
 ) -> None:
-    """trio drops them with https_compatible=True (TLS-PITFALLS 4)."""
+    """A TLS 1.3 server that closes without writing still delivers its tickets
+    (trio drops them with https_compatible=True)."""
     client, server = tls_memory_stream_pair(
         tls_ca, version="1.3", https_compatible=https_compatible
     )
@@ -145,7 +156,7 @@ async def test_tickets_reach_a_client_even_if_the_server_never_writes(
     assert session is not None and session.has_ticket
 
 
-# -- drop-in API surface ------------------------------------------------------------
+# -- drop-in API surface ---------------------------------------------------------------
 
 AFTER_HANDSHAKE: list[Callable[[SSLStream[Stream]], object]] = [
     lambda s: s.version(),
@@ -202,12 +213,7 @@ def test_unicode_server_hostname_is_idna_2008_encoded(tls_ca: TLSTestCA) -> None
     assert client.server_hostname == "xn--bcher-kva.example"
 
 
-def test_client_with_hostname_checks_needs_a_server_hostname(tls_ca: TLSTestCA) -> None:
-    with pytest.raises(ValueError, match="server_hostname"):
-        SSLStream(trio.testing.memory_stream_pair()[0], tls_ca.client_context())
-
-
-# -- misuse -------------------------------------------------------------------------
+# -- misuse ----------------------------------------------------------------------------
 
 
 async def test_max_bytes_must_be_positive(tls_ca: TLSTestCA) -> None:
@@ -253,7 +259,7 @@ async def test_use_after_close_is_closed_resource_error(
         await client.aclose()  # closing twice is fine
 
 
-# -- cancellation -------------------------------------------------------------------
+# -- cancellation ----------------------------------------------------------------------
 
 
 async def test_cancelled_handshake_leaves_the_stream_broken(
@@ -331,20 +337,7 @@ async def test_cancelled_aclose_still_closes_the_transport(
         await client.send_all(b"x")
 
 
-async def test_aclose_does_not_hang_on_a_peer_that_stopped_reading(
-    tls_ca: TLSTestCA, autojump_clock: trio.testing.MockClock
-) -> None:
-    """trio's aclose blocks forever sending close_notify here (TLS-PITFALLS 5)."""
-    client, server = tls_lockstep_stream_pair(tls_ca, version="1.3")
-    await handshake_pair(client, server)
-    start = trio.current_time()
-    await client.aclose()  # the server never reads: bounded by CLOSE_NOTIFY_SEND_TIMEOUT
-    assert trio.current_time() - start == pytest.approx(CLOSE_NOTIFY_SEND_TIMEOUT)
-    with pytest.raises(trio.ClosedResourceError):
-        await client.transport_stream.send_all(b"x")
-
-
-# -- https_compatible and EOF ---------------------------------------------------------
+# -- https_compatible and EOF ----------------------------------------------------------
 
 
 async def test_ragged_eof_is_an_error_in_standard_mode(
@@ -403,7 +396,7 @@ async def test_close_notify_then_eof_reads_as_eof(
     assert await client.receive_some() == b""
 
 
-# -- unwrap, STARTTLS, TLS in TLS -----------------------------------------------------
+# -- unwrap, STARTTLS, TLS in TLS ------------------------------------------------------
 
 
 async def test_unwrap_returns_trailing_plaintext(
@@ -483,7 +476,7 @@ async def test_tls_inside_tls(tls_ca: TLSTestCA, tls_version: TLSVersionName) ->
         await outer_client.send_all(b"x")
 
 
-# -- half-close ---------------------------------------------------------------------
+# -- half-close ------------------------------------------------------------------------
 
 
 async def read_to_eof(stream: SSLStream[Any]) -> bytes:
@@ -598,7 +591,7 @@ async def test_send_all_larger_than_one_chunk_and_non_byte_memoryview(tls_ca: TL
     assert client.statistics().bytes_sent == len(data)
 
 
-# -- deadlines ------------------------------------------------------------------------
+# -- deadlines and bounded closing -----------------------------------------------------
 
 
 async def test_handshake_timeout_raises_broken_caused_by_too_slow(tls_ca: TLSTestCA) -> None:
@@ -645,3 +638,17 @@ async def test_close_timeout_gives_up_on_a_silent_peer(tls_ca: TLSTestCA) -> Non
         await client.aclose()  # the server never answers; aclose returns anyway
     with pytest.raises(trio.ClosedResourceError):
         await client_transport.send_all(b"x")
+
+
+async def test_aclose_does_not_hang_on_a_peer_that_stopped_reading(
+    tls_ca: TLSTestCA, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Sending close_notify to a peer that stopped reading is bounded: aclose() gives
+    up after CLOSE_NOTIFY_SEND_TIMEOUT and closes the transport (trio's blocks forever)."""
+    client, server = tls_lockstep_stream_pair(tls_ca, version="1.3")
+    await handshake_pair(client, server)
+    start = trio.current_time()
+    await client.aclose()  # the server never reads: bounded by CLOSE_NOTIFY_SEND_TIMEOUT
+    assert trio.current_time() - start == pytest.approx(CLOSE_NOTIFY_SEND_TIMEOUT)
+    with pytest.raises(trio.ClosedResourceError):
+        await client.transport_stream.send_all(b"x")
