@@ -167,6 +167,16 @@ async def _assert_aclose_closes_transport(
         await stream.send_all(b"x")
 
 
+async def _ended_broken(stream: SSLStream[Stream], completed: bool) -> bool:
+    """True if the cancelled operation left ``stream`` broken, after checking that it
+    was indeed cut short and that aclose() still closes the transport."""
+    if not await _is_broken(stream):
+        return False
+    assert not completed
+    await _assert_aclose_closes_transport(stream)
+    return True
+
+
 async def _round_trip(client: SSLStream[Stream], server: SSLStream[Stream]) -> None:
     """Both directions carry data intact: the stream is usable."""
     got_by_server, got_by_client = bytearray(), bytearray()
@@ -188,16 +198,15 @@ async def _handshake_scenario(make: PairMaker, cancel_at: CancelAt, *, client_si
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_peer, theirs.do_handshake)
         completed = await cancel_at(ours.do_handshake)
-        if await _is_broken(ours):
-            assert not completed
-            # Closing our transport must end the peer's handshake: no task hangs.
-            await _assert_aclose_closes_transport(ours)
+        # If broken: closing our transport must end the peer's handshake, no task hangs.
+        if await _ended_broken(ours, completed):
             return completed
     await _round_trip(client, server)
     await _assert_aclose_closes_transport(ours, theirs)
     return completed
 
 
+# Each variant is a function of its own: its name is the scenario's test id.
 async def handshake_client(make: PairMaker, cancel_at: CancelAt) -> bool:
     return await _handshake_scenario(make, cancel_at, client_side=True)
 
@@ -302,6 +311,7 @@ async def _send_scenario(make: PairMaker, cancel_at: CancelAt, size: int) -> boo
     return completed
 
 
+# Each variant is a function of its own: its name is the scenario's test id.
 async def send_all(make: PairMaker, cancel_at: CancelAt) -> bool:
     return await _send_scenario(make, cancel_at, PAYLOAD_SIZE)
 
@@ -332,9 +342,7 @@ async def send_eof(make: PairMaker, cancel_at: CancelAt) -> bool:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_peer, lambda: _receive_until_eof(server, seen))
         completed = await cancel_at(client.send_eof)
-        if await _is_broken(client):
-            assert not completed
-            await _assert_aclose_closes_transport(client)
+        if await _ended_broken(client, completed):
             return completed
         await client.send_eof()  # finishes the job, or does nothing the second time
     assert seen == b""
@@ -397,6 +405,7 @@ async def _aclose_scenario(make: PairMaker, cancel_at: CancelAt, *, handshake: b
     return completed
 
 
+# Each variant is a function of its own: its name is the scenario's test id.
 async def aclose(make: PairMaker, cancel_at: CancelAt) -> bool:
     return await _aclose_scenario(make, cancel_at, handshake=True)
 
@@ -571,9 +580,7 @@ async def verify_client_post_handshake(make: PairMaker, cancel_at: CancelAt) -> 
         # The client answers the CertificateRequest while it reads.
         nursery.start_soon(_peer, lambda: _receive_until_eof(client, seen_by_client))
         completed = await cancel_at(server.verify_client_post_handshake)
-        if await _is_broken(server):
-            assert not completed
-            await _assert_aclose_closes_transport(server)
+        if await _ended_broken(server, completed):
             return completed
         if completed:
             assert server.getpeercert() is not None

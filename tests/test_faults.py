@@ -15,7 +15,7 @@ import ssl
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Literal, cast
+from typing import Literal, Protocol, TypeVar, cast
 
 import pytest
 import trio
@@ -133,6 +133,32 @@ class HandDrivenPeer:
         self.sock.socket.close()
 
 
+class _Peer(Protocol):
+    sock: trio.SocketStream
+
+    async def handshake(self) -> None: ...
+
+
+_PeerT = TypeVar("_PeerT", bound=_Peer)
+
+
+@asynccontextmanager
+async def _handshaken(
+    stream: SSLStream[trio.SocketStream], peer: _PeerT
+) -> AsyncIterator[tuple[SSLStream[trio.SocketStream], _PeerT]]:
+    """Both handshakes done; afterwards both ends are closed, whatever happened."""
+    try:
+        with trio.fail_after(FAULT_TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stream.do_handshake)
+                nursery.start_soon(peer.handshake)
+        yield stream, peer
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(stream)
+            await trio.aclose_forcefully(peer.sock)
+
+
 @asynccontextmanager
 async def connected(
     ca: TLSTestCA,
@@ -146,34 +172,20 @@ async def connected(
     our_sock, their_sock = await loopback_tcp_pair()
     client_ctx = ca.client_context(version=version)
     server_ctx = ca.server_context(version=version)
-    if ours == "client":
-        stream = SSLStream(
-            our_sock,
-            client_ctx,
-            server_hostname=SERVER_NAME,
-            https_compatible=https_compatible,
-            close_timeout=close_timeout,
-        )
-        peer = HandDrivenPeer.wrap(their_sock, server_ctx, server_side=True)
-    else:
-        stream = SSLStream(
-            our_sock,
-            server_ctx,
-            server_side=True,
-            https_compatible=https_compatible,
-            close_timeout=close_timeout,
-        )
-        peer = HandDrivenPeer.wrap(their_sock, client_ctx, server_side=False)
-    try:
-        with trio.fail_after(FAULT_TIMEOUT):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(stream.do_handshake)
-                nursery.start_soon(peer.handshake)
-        yield stream, peer
-    finally:
-        with trio.CancelScope(shield=True):
-            await trio.aclose_forcefully(stream)
-            await trio.aclose_forcefully(their_sock)
+    we_serve = ours == "server"
+    stream = SSLStream(
+        our_sock,
+        server_ctx if we_serve else client_ctx,
+        server_side=we_serve,
+        server_hostname=None if we_serve else SERVER_NAME,
+        https_compatible=https_compatible,
+        close_timeout=close_timeout,
+    )
+    peer = HandDrivenPeer.wrap(
+        their_sock, client_ctx if we_serve else server_ctx, server_side=not we_serve
+    )
+    async with _handshaken(stream, peer) as pair:
+        yield pair
 
 
 async def _end_of_connection(sock: trio.SocketStream) -> Literal["eof", "reset", "data"]:
@@ -245,6 +257,15 @@ async def test_peer_resets_while_we_send(tls_ca: TLSTestCA) -> None:
 # -- hanging up without close_notify ---------------------------------------------------
 
 
+async def _hello_then_hang_up(peer: HandDrivenPeer, *, cut_record: bool) -> None:
+    """The peer sends b"hello", with ``cut_record`` the first bytes of one more record,
+    then FIN without close_notify."""
+    hello = peer.encrypt(b"hello")  # records must be made in wire order
+    tail = peer.encrypt(b"lost")[:10] if cut_record else b""
+    await peer.sock.send_all(hello + tail)
+    await peer.sock.send_eof()
+
+
 @pytest.mark.parametrize("cut_record", [False, True], ids=["between_records", "mid_record"])
 async def test_peer_closes_without_close_notify_standard(
     tls_ca: TLSTestCA, cut_record: bool
@@ -253,10 +274,7 @@ async def test_peer_closes_without_close_notify_standard(
     BrokenResourceError caused by ssl.SSLEOFError (a possible truncation attack),
     and the stream stays broken."""
     async with connected(tls_ca) as (stream, peer):
-        hello = peer.encrypt(b"hello")  # records must be made in wire order
-        tail = peer.encrypt(b"lost")[:10] if cut_record else b""
-        await peer.sock.send_all(hello + tail)
-        await peer.sock.send_eof()
+        await _hello_then_hang_up(peer, cut_record=cut_record)
         with trio.fail_after(FAULT_TIMEOUT):
             assert await stream.receive_some() == b"hello"
             with pytest.raises(trio.BrokenResourceError) as info:
@@ -271,10 +289,7 @@ async def test_peer_closes_without_close_notify_https(tls_ca: TLSTestCA, cut_rec
     (and b"" again): HTTP frames its own messages, so a ragged EOF is a clean end.
     A record cut in half is dropped, never returned. aclose() sends no close_notify."""
     async with connected(tls_ca, https_compatible=True) as (stream, peer):
-        hello = peer.encrypt(b"hello")  # records must be made in wire order
-        tail = peer.encrypt(b"lost")[:10] if cut_record else b""
-        await peer.sock.send_all(hello + tail)
-        await peer.sock.send_eof()
+        await _hello_then_hang_up(peer, cut_record=cut_record)
         with trio.fail_after(FAULT_TIMEOUT):
             assert await stream.receive_some() == b"hello"
             assert await stream.receive_some() == b""
@@ -478,16 +493,8 @@ async def connected_to_late_talker(
         https_compatible=https_compatible,
     )
     peer = LateTalker(their_sock, ca)
-    try:
-        with trio.fail_after(FAULT_TIMEOUT):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(stream.do_handshake)
-                nursery.start_soon(peer.handshake)
-        yield stream, peer
-    finally:
-        with trio.CancelScope(shield=True):
-            await trio.aclose_forcefully(stream)
-            await trio.aclose_forcefully(their_sock)
+    async with _handshaken(stream, peer) as pair:
+        yield pair
 
 
 @pytest.mark.parametrize("https_compatible", [False, True], ids=["standard", "https"])

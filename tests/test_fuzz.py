@@ -88,6 +88,21 @@ class FuzzEnv:
     def __repr__(self) -> str:  # Hypothesis prints fixtures in failure reports
         return "FuzzEnv(...)"
 
+    def client(
+        self, transport: Stream, version: TLSVersionName, *, https_compatible: bool
+    ) -> SSLStream[Stream]:
+        return SSLStream[Stream](
+            transport,
+            self.client_contexts[version],
+            server_hostname=SERVER_NAME,
+            https_compatible=https_compatible,
+        )
+
+    def server(self, transport: Stream, *, https_compatible: bool) -> SSLStream[Stream]:
+        return SSLStream[Stream](
+            transport, self.server_context, server_side=True, https_compatible=https_compatible
+        )
+
 
 def _pump(src: ssl.MemoryBIO, dst: ssl.MemoryBIO, into: list[bytes]) -> None:
     data = src.read()
@@ -282,18 +297,24 @@ async def _assert_closed_by_aclose(stream: SSLStream[Stream]) -> None:
         await stream.transport_stream.send_all(b"x")
 
 
+async def _feed(
+    stream: SSLStream[Stream], raw_peer: HalfCloseableStream, data: bytes, *, https_compatible: bool
+) -> Outcome:
+    """``stream`` reads ``data`` and then EOF from ``raw_peer``: a clear failure, then
+    aclose() closes its transport."""
+    await raw_peer.send_all(data)
+    await raw_peer.send_eof()
+    with trio.fail_after(CASE_TIMEOUT):
+        outcome = await expect_failure(stream.receive_some, https_compatible=https_compatible)
+        await _assert_closed_by_aclose(stream)
+    return outcome
+
+
 async def feed_server(env: FuzzEnv, data: bytes, *, https_compatible: bool) -> Outcome:
     """A server-side SSLStream reads ``data`` and then EOF from a raw client."""
     transport, raw_client = trio.testing.memory_stream_pair()
-    server = SSLStream[Stream](
-        transport, env.server_context, server_side=True, https_compatible=https_compatible
-    )
-    await raw_client.send_all(data)
-    await raw_client.send_eof()
-    with trio.fail_after(CASE_TIMEOUT):
-        outcome = await expect_failure(server.receive_some, https_compatible=https_compatible)
-        await _assert_closed_by_aclose(server)
-    return outcome
+    server = env.server(transport, https_compatible=https_compatible)
+    return await _feed(server, raw_client, data, https_compatible=https_compatible)
 
 
 async def feed_client(
@@ -301,18 +322,8 @@ async def feed_client(
 ) -> Outcome:
     """A client-side SSLStream sends its hello and reads ``data`` and EOF back."""
     transport, raw_server = trio.testing.memory_stream_pair()
-    client = SSLStream[Stream](
-        transport,
-        env.client_contexts[version],
-        server_hostname=SERVER_NAME,
-        https_compatible=https_compatible,
-    )
-    await raw_server.send_all(data)
-    await raw_server.send_eof()
-    with trio.fail_after(CASE_TIMEOUT):
-        outcome = await expect_failure(client.receive_some, https_compatible=https_compatible)
-        await _assert_closed_by_aclose(client)
-    return outcome
+    client = env.client(transport, version, https_compatible=https_compatible)
+    return await _feed(client, raw_server, data, https_compatible=https_compatible)
 
 
 @FUZZ
@@ -324,6 +335,7 @@ async def test_server_side_rejects_hostile_bytes(
     await feed_server(env, payload, https_compatible=https_compatible)
 
 
+# The server-side test mirrored: a test of its own, so each side gets its own examples.
 @FUZZ
 @given(data=st.data(), version=st.sampled_from(TLS_VERSIONS), https_compatible=st.booleans())
 async def test_client_side_rejects_hostile_bytes(
@@ -497,15 +509,8 @@ async def run_through_proxy(
 ) -> tuple[FlowResult, FlowResult]:
     client_transport, proxy_client_end = trio.testing.memory_stream_pair()
     server_transport, proxy_server_end = trio.testing.memory_stream_pair()
-    client = SSLStream[Stream](
-        client_transport,
-        env.client_contexts[version],
-        server_hostname=SERVER_NAME,
-        https_compatible=https_compatible,
-    )
-    server = SSLStream[Stream](
-        server_transport, env.server_context, server_side=True, https_compatible=https_compatible
-    )
+    client = env.client(client_transport, version, https_compatible=https_compatible)
+    server = env.server(server_transport, https_compatible=https_compatible)
     proxy = TamperingProxy(tamper)
     payload = bytes(range(256)) * 80  # 20 KiB: two records each way
     client_result, server_result = FlowResult(), FlowResult()

@@ -217,6 +217,8 @@ async def test_receive_some_keeps_its_deadline_while_a_record_trickles_in(
 # -- the handshake --------------------------------------------------------------------------
 
 
+# Set up as the other attacks are (peer behaviour, our client, one operation under a
+# deadline): what each test attacks is the operation, so each spells out its own.
 async def test_handshake_keeps_its_deadline_while_the_server_trickles(
     tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+from functools import partial
 
 import pytest
 import trio
@@ -33,15 +34,11 @@ async def test_slow_handshake_on_a_listener_is_cut_off_and_others_are_served(
             if len(outcomes) == 2:
                 both_done.set()
 
+    server_ctx = tls_ca.server_context(version=tls_version)
     async with trio.open_nursery() as nursery:
         listeners: list[SSLListener[trio.SocketStream]] = await nursery.start(
-            lambda task_status: serve_ssl_over_tcp(
-                handler,
-                0,
-                tls_ca.server_context(version=tls_version),
-                host="127.0.0.1",
-                handshake_timeout=0.3,
-                task_status=task_status,
+            partial(
+                serve_ssl_over_tcp, handler, 0, server_ctx, host="127.0.0.1", handshake_timeout=0.3
             )
         )
         port = port_of(listeners[0])
@@ -88,15 +85,10 @@ async def test_rotating_the_listener_context_affects_new_connections_only(
             raise
         return stream
 
+    server_ctx = tls_ca.server_context(version=tls_version)
     async with trio.open_nursery() as nursery:
         listeners: list[SSLListener[trio.SocketStream]] = await nursery.start(
-            lambda task_status: serve_ssl_over_tcp(
-                echo,
-                0,
-                tls_ca.server_context(version=tls_version),
-                host="127.0.0.1",
-                task_status=task_status,
-            )
+            partial(serve_ssl_over_tcp, echo, 0, server_ctx, host="127.0.0.1")
         )
         port = port_of(listeners[0])
         old = await connect(port, tls_ca)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+from functools import partial
 from typing import Any
 
 import pytest
@@ -61,9 +62,7 @@ async def test_sni_selects_the_certificate_openssl_s_client(
 
     async with trio.open_nursery() as nursery:
         listeners: list[SSLListener[trio.SocketStream]] = await nursery.start(
-            lambda task_status: serve_ssl_over_tcp(
-                hello, 0, default, host="127.0.0.1", task_status=task_status
-            )
+            partial(serve_ssl_over_tcp, hello, 0, default, host="127.0.0.1")
         )
         port = port_of(listeners[0])
         for name in ("alpha.example", "beta.example"):

@@ -24,14 +24,9 @@ def test_statistics_before_the_handshake(tls_ca: TLSTestCA) -> None:
 async def test_statistics_count_plaintext_and_wire_bytes(
     tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
-    async with handshaken_pair(
-        loopback_tcp_pair,
-        tls_ca.client_context(version=tls_version),
-        tls_ca.server_context(version=tls_version),
-    ) as (
-        client,
-        server,
-    ):
+    client_ctx = tls_ca.client_context(version=tls_version)
+    server_ctx = tls_ca.server_context(version=tls_version)
+    async with handshaken_pair(loopback_tcp_pair, client_ctx, server_ctx) as (client, server):
         payload = b"z" * 50_000
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client.send_all, payload)

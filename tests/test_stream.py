@@ -313,6 +313,7 @@ async def test_receive_with_data_ready_returns_it_even_when_cancelled(tls_ca: TL
     assert await client.receive_some() == b"ready"
 
 
+# Shaped like the tests around it (a pair, its handshake, one call): each checks one call.
 async def test_cancelled_unwrap_leaves_the_stream_broken(
     tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
@@ -496,14 +497,9 @@ async def test_half_close_request_then_reply(
     """send_eof() ends our direction; the peer still answers. Under TLS 1.2 this is
     trio_tls's lenient mode (RFC 5246 wants an immediate close_notify in reply, but
     OpenSSL peers, trio_tls included, keep sending)."""
-    async with handshaken_pair(
-        transports,
-        tls_ca.client_context(version=tls_version),
-        tls_ca.server_context(version=tls_version),
-    ) as (
-        client,
-        server,
-    ):
+    client_ctx = tls_ca.client_context(version=tls_version)
+    server_ctx = tls_ca.server_context(version=tls_version)
+    async with handshaken_pair(transports, client_ctx, server_ctx) as (client, server):
         with trio.fail_after(10):
             await client.send_all(b"request")
             await client.send_eof()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from trio.testing import check_half_closeable_stream, check_two_way_stream
 
+# test_stream.py's list too: both make their pairs with the kit's makers, as users do.
 from trio_tls.testing import (
     StreamPair,
     TLSTestCA,

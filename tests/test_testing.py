@@ -499,6 +499,7 @@ async def test_check_tls_stream_passes_over_memory_and_tcp(
     await check_tls_stream(tcp)
 
 
+# Lockstep in a test of its own, under a deadline: the checks must not wait out close bounds.
 @pytest.mark.parametrize("chaos_seed", [None, 3], ids=["plain", "chaos3"])
 async def test_check_tls_stream_passes_over_lockstep(
     tls_ca: TLSTestCA, tls_version: TLSVersionName, chaos_seed: int | None

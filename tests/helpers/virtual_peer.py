@@ -160,6 +160,7 @@ class PyOpenSSLEchoPeer:
             peer._conn.set_verify(mode, peer._on_verify)
         return peer
 
+    # server()'s parameters again: the two roles differ in how they set up OpenSSL.
     @classmethod
     def client(
         cls,
