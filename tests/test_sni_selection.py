@@ -15,7 +15,7 @@ from trio_tls import SSLListener, SSLStream, select_context_by_sni, serve_ssl_ov
 from trio_tls._sni import _lookup
 from trio_tls.testing import TLSTestCA, TLSVersionName
 
-from .helpers.peers import require_tool, run_tool
+from .helpers.peers import openssl_flag, require_tool, run_tool
 from .helpers.streams import port_of
 
 
@@ -54,7 +54,7 @@ async def test_sni_selects_the_certificate_openssl_s_client(
         command = [
             openssl, "s_client", "-connect", f"127.0.0.1:{port}", "-servername", name,
             "-CAfile", str(ca_file), "-verify_return_error", "-verify_hostname",
-            name if name in cas else "fallback.example", f"-tls1_{tls_version[-1]}", "-quiet",
+            name if name in cas else "fallback.example", openssl_flag(tls_version), "-quiet",
         ]  # fmt: skip
         with trio.fail_after(15):
             done = await run_tool(command)
