@@ -1,25 +1,24 @@
-"""Shared fixtures for trio_tls's own tests. Test modules never import fixtures."""
+"""Shared fixtures for trio_tls's own tests. Test modules never import fixtures.
+
+Certificates and TLS versions come from the plugin's public fixtures (``tls_ca``,
+``tls_version`` ...), as for any user of the testing kit.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-from trio_tls.testing import TLSTestCA, TLSVersionName
+from .helpers.fds import open_fds
 
 
-@pytest.fixture(scope="session")
-def ca() -> TLSTestCA:
-    """One ECDSA CA and server certificate for the whole run (minting costs ~ms each)."""
-    return TLSTestCA()
+@pytest.fixture
+def no_fd_leak() -> Iterator[None]:
+    """Every socket a test opens (ours, the peer's, listeners) is closed by its end.
 
-
-@pytest.fixture(scope="session")
-def rsa_ca() -> TLSTestCA:
-    return TLSTestCA(key_type="rsa")
-
-
-@pytest.fixture(params=["1.2", "1.3"], ids=["tls12", "tls13"])
-def version(request: pytest.FixtureRequest) -> TLSVersionName:
-    """Every test that takes this runs under TLS 1.2 and under TLS 1.3."""
-    value: TLSVersionName = request.param
-    return value
+    Use it for a whole module with ``pytestmark = pytest.mark.usefixtures("no_fd_leak")``.
+    """
+    before = open_fds()
+    yield
+    assert open_fds() == before, "file descriptors leaked"

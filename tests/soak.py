@@ -4,7 +4,7 @@ Run ``make soak`` (or ``.venv/bin/python tests/soak.py --help``). Loopback only.
 
 Layout: the server runs in a child process (``--serve``), so its memory figures are
 its own; the clients run here. With two or more CPUs the server is pinned to CPU 0
-and the clients to CPU 1: the "2 cores" of the issue, one each.
+and the clients to CPU 1: of a 2-core machine, one core each.
 
 Phase 1, load: N clients connect and finish their handshakes; once all N are open
 at the same time (a barrier), each sends a length-prefixed random payload. The
@@ -148,6 +148,8 @@ def raise_fd_limit() -> None:
 
 
 async def receive_exactly(stream: SSLStream[trio.SocketStream], size: int) -> bytearray:
+    # Not tests.helpers.streams' (this script runs without the tests package): an early
+    # EOF here is the peer's failure, counted in the report, not a failed assertion.
     buf = bytearray()
     while len(buf) < size:
         chunk = await stream.receive_some(size - len(buf))

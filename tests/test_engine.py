@@ -59,18 +59,18 @@ def transfer(sender: TLSEngine, receiver: TLSEngine, data: bytes, *, chunk: int)
 
 @pytest.mark.parametrize("chunk", [1, 7, 100_000], ids=["byte_by_byte", "chunk7", "whole"])
 def test_handshake_and_data_fed_in_any_chunking(
-    ca: TLSTestCA, version: TLSVersionName, chunk: int
+    tls_ca: TLSTestCA, tls_version: TLSVersionName, chunk: int
 ) -> None:
-    client, server = make_engines(ca, version)
+    client, server = make_engines(tls_ca, tls_version)
     pump_handshake(client, server, chunk=chunk)
-    assert client.obj.version() == server.obj.version() == f"TLSv{version}"
+    assert client.obj.version() == server.obj.version() == f"TLSv{tls_version}"
     payload = bytes(range(256)) * 300
     assert transfer(client, server, payload, chunk=chunk) == payload
     assert transfer(server, client, payload[::-1], chunk=chunk) == payload[::-1]
 
 
-def test_tls13_server_holds_tickets_back_until_asked(ca: TLSTestCA) -> None:
-    client, server = make_engines(ca, "1.3")
+def test_tls13_server_holds_tickets_back_until_asked(tls_ca: TLSTestCA) -> None:
+    client, server = make_engines(tls_ca, "1.3")
     pump_handshake(client, server, chunk=100_000)
     # The tickets are not in any to_send: they wait for the server's first send.
     assert server.delayed
@@ -83,21 +83,21 @@ def test_tls13_server_holds_tickets_back_until_asked(ca: TLSTestCA) -> None:
     assert session is not None and session.has_ticket
 
 
-def test_tls12_server_holds_nothing_back(ca: TLSTestCA) -> None:
-    client, server = make_engines(ca, "1.2")
+def test_tls12_server_holds_nothing_back(tls_ca: TLSTestCA) -> None:
+    client, server = make_engines(tls_ca, "1.2")
     pump_handshake(client, server, chunk=100_000)
     assert server.delayed == b""
 
 
-def test_read_with_nothing_buffered_wants_input_without_calling_openssl(ca: TLSTestCA) -> None:
-    client, server = make_engines(ca, "1.3")
+def test_read_with_nothing_buffered_wants_input_without_calling_openssl(tls_ca: TLSTestCA) -> None:
+    client, server = make_engines(tls_ca, "1.3")
     pump_handshake(client, server, chunk=100_000)
     step = server.read(None)
     assert step == Step(b"", want_read=True, finished=False)
 
 
-def test_read_returns_every_buffered_record_in_one_call_as_bytes(ca: TLSTestCA) -> None:
-    client, server = make_engines(ca, "1.3")
+def test_read_returns_every_buffered_record_in_one_call_as_bytes(tls_ca: TLSTestCA) -> None:
+    client, server = make_engines(tls_ca, "1.3")
     pump_handshake(client, server, chunk=100_000)
     wire = b"".join(client.write(bytes([i]) * 1000).to_send for i in range(5))
     server.feed(wire)
@@ -106,8 +106,8 @@ def test_read_returns_every_buffered_record_in_one_call_as_bytes(ca: TLSTestCA) 
     assert step.result == b"".join(bytes([i]) * 1000 for i in range(5))
 
 
-def test_read_respects_max_bytes_and_keeps_the_rest(ca: TLSTestCA) -> None:
-    client, server = make_engines(ca, "1.2")
+def test_read_respects_max_bytes_and_keeps_the_rest(tls_ca: TLSTestCA) -> None:
+    client, server = make_engines(tls_ca, "1.2")
     pump_handshake(client, server, chunk=100_000)
     server.feed(client.write(b"abcdefghij").to_send)
     first = server.read(3)
@@ -115,8 +115,8 @@ def test_read_respects_max_bytes_and_keeps_the_rest(ca: TLSTestCA) -> None:
     assert server.read(None).result == b"defghij"
 
 
-def test_close_notify_reads_as_sticky_eof(ca: TLSTestCA, version: TLSVersionName) -> None:
-    client, server = make_engines(ca, version)
+def test_close_notify_reads_as_sticky_eof(tls_ca: TLSTestCA, tls_version: TLSVersionName) -> None:
+    client, server = make_engines(tls_ca, tls_version)
     pump_handshake(client, server, chunk=100_000)
     step = client.send_close_notify()
     assert step.finished and step.to_send
@@ -126,22 +126,22 @@ def test_close_notify_reads_as_sticky_eof(ca: TLSTestCA, version: TLSVersionName
     assert server.read(10).result == b""  # and again, without touching OpenSSL
 
 
-def test_eof_without_close_notify_is_an_error_unless_allowed(ca: TLSTestCA) -> None:
-    client, server = make_engines(ca, "1.3")
+def test_eof_without_close_notify_is_an_error_unless_allowed(tls_ca: TLSTestCA) -> None:
+    client, server = make_engines(tls_ca, "1.3")
     pump_handshake(client, server, chunk=100_000)
     server.feed_eof()
     step = server.read(None)
     assert step.finished and _is_eof(step.error)
 
-    client2, server2 = make_engines(ca, "1.3")
+    client2, server2 = make_engines(tls_ca, "1.3")
     pump_handshake(client2, server2, chunk=100_000)
     server2.ragged_eof_ok = True
     server2.feed_eof()
     assert server2.read(None).result == b""
 
 
-def test_data_decrypted_before_a_bad_record_is_returned_first(ca: TLSTestCA) -> None:
-    client, server = make_engines(ca, "1.3")
+def test_data_decrypted_before_a_bad_record_is_returned_first(tls_ca: TLSTestCA) -> None:
+    client, server = make_engines(tls_ca, "1.3")
     pump_handshake(client, server, chunk=100_000)
     good = client.write(b"good data").to_send
     bad = bytearray(client.write(b"tampered").to_send)
@@ -153,10 +153,10 @@ def test_data_decrypted_before_a_bad_record_is_returned_first(ca: TLSTestCA) -> 
     assert isinstance(second.error, ssl.SSLError)
 
 
-def test_failed_handshake_reports_the_alert_to_send(ca: TLSTestCA) -> None:
+def test_failed_handshake_reports_the_alert_to_send(tls_ca: TLSTestCA) -> None:
     other = TLSTestCA()  # the client trusts a different CA
     client = TLSEngine(other.client_context(), server_side=False, server_hostname=SERVER_NAME)
-    server = TLSEngine(ca.server_context(), server_side=True, server_hostname=None)
+    server = TLSEngine(tls_ca.server_context(), server_side=True, server_hostname=None)
     for _ in range(10):
         c = client.handshake()
         if c.error is not None:
@@ -184,9 +184,9 @@ def test_is_eof_recognises_both_spellings() -> None:
 
 
 def test_encrypt_and_decrypt_hand_back_bytes_in_the_common_case(
-    ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
-    client, server = make_engines(ca, version)
+    client, server = make_engines(tls_ca, tls_version)
     pump_handshake(client, server, chunk=100_000)
     assert server.decrypt(None) is _NEED_INPUT  # nothing buffered: the shared answer
     ciphertext = client.encrypt(b"hello")
@@ -198,13 +198,13 @@ def test_encrypt_and_decrypt_hand_back_bytes_in_the_common_case(
     assert server.read(None) == Step(b"", want_read=False, finished=True, result=b"again")
 
 
-def test_decrypt_returns_a_step_when_the_read_produced_ciphertext(ca: TLSTestCA) -> None:
+def test_decrypt_returns_a_step_when_the_read_produced_ciphertext(tls_ca: TLSTestCA) -> None:
     # A TLS 1.3 post-handshake CertificateRequest read together with application data:
     # the client's answer must go out, so the plaintext comes wrapped with it.
-    server_ctx = ca.server_context(version="1.3")
+    server_ctx = tls_ca.server_context(version="1.3")
     server_ctx.post_handshake_auth = True
     server_ctx.verify_mode = ssl.CERT_OPTIONAL
-    client_ctx = ca.client_context(version="1.3", with_client_cert=True)
+    client_ctx = tls_ca.client_context(version="1.3", with_client_cert=True)
     client_ctx.post_handshake_auth = True
     client = TLSEngine(client_ctx, server_side=False, server_hostname=SERVER_NAME)
     server = TLSEngine(server_ctx, server_side=True, server_hostname=None)
@@ -219,8 +219,8 @@ def test_decrypt_returns_a_step_when_the_read_produced_ciphertext(ca: TLSTestCA)
     assert out.result == b"payload" and out.finished and out.to_send
 
 
-def test_encrypt_reports_a_bad_buffered_record_as_a_failed_step(ca: TLSTestCA) -> None:
-    client, server = make_engines(ca, "1.3")
+def test_encrypt_reports_a_bad_buffered_record_as_a_failed_step(tls_ca: TLSTestCA) -> None:
+    client, server = make_engines(tls_ca, "1.3")
     pump_handshake(client, server, chunk=100_000)
     sealed = client.encrypt(b"tampered")
     assert isinstance(sealed, bytes)
@@ -235,13 +235,13 @@ def test_encrypt_reports_a_bad_buffered_record_as_a_failed_step(ca: TLSTestCA) -
 
 
 def test_a_record_completed_by_its_last_bytes_is_read_whole(
-    ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
     """TCP may split a record anywhere. Whatever the split, the read that completes the
     record returns all of it: OpenSSL keeps the first part in its own buffer, so the
     read must not be sized to the few bytes still in the BIO."""
     line = b"250-mail.example\r\n"
-    client, server = make_engines(ca, version)
+    client, server = make_engines(tls_ca, tls_version)
     pump_handshake(client, server, chunk=100_000)
     client.feed(server.take_delayed())  # TLS 1.3 tickets, out of the way
     assert client.read(None).want_read
@@ -258,14 +258,14 @@ def test_a_record_completed_by_its_last_bytes_is_read_whole(
         raise AssertionError("the record was longer than the splits tried")
 
 
-def test_read_ahead_stops_at_its_limit_and_keeps_everything(ca: TLSTestCA) -> None:
+def test_read_ahead_stops_at_its_limit_and_keeps_everything(tls_ca: TLSTestCA) -> None:
     """While waiting for something only a read brings (here: a ticket that never
     comes), at most READ_AHEAD_LIMIT bytes of plaintext are kept, and the step then
     asks for no more input until the application has taken some."""
-    server_ctx = ca.server_context(version="1.3")
+    server_ctx = tls_ca.server_context(version="1.3")
     server_ctx.num_tickets = 0  # no ticket ever: the client waits forever
     client = TLSEngine(
-        ca.client_context(version="1.3"), server_side=False, server_hostname=SERVER_NAME
+        tls_ca.client_context(version="1.3"), server_side=False, server_hostname=SERVER_NAME
     )
     server = TLSEngine(server_ctx, server_side=True, server_hostname=None)
     pump_handshake(client, server, chunk=100_000)

@@ -10,14 +10,12 @@ states the expected outcome; notes/reliability.md collects them in one table.
 from __future__ import annotations
 
 import contextlib
-import gc
-import os
 import socket
 import ssl
 import struct
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Literal, cast
+from typing import Literal, Protocol, TypeVar, cast
 
 import pytest
 import trio
@@ -26,6 +24,10 @@ from OpenSSL import SSL
 import trio_tls._stream
 from trio_tls import SSLStream
 from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName
+
+from .helpers.streams import loopback_tcp_pair
+
+pytestmark = pytest.mark.usefixtures("no_fd_leak")
 
 #: Every test ends well within this; only a hang reaches it.
 FAULT_TIMEOUT = 10.0
@@ -131,30 +133,30 @@ class HandDrivenPeer:
         self.sock.socket.close()
 
 
-@pytest.fixture(autouse=True)
-def no_fd_leak() -> Iterator[None]:
-    """Every socket a test opens (ours, the peer's, listeners) is closed by its end."""
-    gc.collect()
-    before = len(os.listdir("/proc/self/fd"))
-    yield
-    gc.collect()
-    assert len(os.listdir("/proc/self/fd")) == before, "file descriptors leaked"
+class _Peer(Protocol):
+    sock: trio.SocketStream
+
+    async def handshake(self) -> None: ...
 
 
-@pytest.fixture(scope="module")
-def fault_ca() -> TLSTestCA:
-    return TLSTestCA()
+_PeerT = TypeVar("_PeerT", bound=_Peer)
 
 
-async def _tcp_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
-    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+@asynccontextmanager
+async def _handshaken(
+    stream: SSLStream[trio.SocketStream], peer: _PeerT
+) -> AsyncIterator[tuple[SSLStream[trio.SocketStream], _PeerT]]:
+    """Both handshakes done; afterwards both ends are closed, whatever happened."""
     try:
-        port = listener.socket.getsockname()[1]
-        connected = await trio.open_tcp_stream("127.0.0.1", port)
-        accepted = await listener.accept()
+        with trio.fail_after(FAULT_TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stream.do_handshake)
+                nursery.start_soon(peer.handshake)
+        yield stream, peer
     finally:
-        await listener.aclose()
-    return connected, accepted
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(stream)
+            await trio.aclose_forcefully(peer.sock)
 
 
 @asynccontextmanager
@@ -167,37 +169,23 @@ async def connected(
     close_timeout: float | None = None,
 ) -> AsyncIterator[tuple[SSLStream[trio.SocketStream], HandDrivenPeer]]:
     """Our SSLStream and a hand-driven peer, handshake done, over loopback TCP."""
-    our_sock, their_sock = await _tcp_pair()
+    our_sock, their_sock = await loopback_tcp_pair()
     client_ctx = ca.client_context(version=version)
     server_ctx = ca.server_context(version=version)
-    if ours == "client":
-        stream = SSLStream(
-            our_sock,
-            client_ctx,
-            server_hostname=SERVER_NAME,
-            https_compatible=https_compatible,
-            close_timeout=close_timeout,
-        )
-        peer = HandDrivenPeer.wrap(their_sock, server_ctx, server_side=True)
-    else:
-        stream = SSLStream(
-            our_sock,
-            server_ctx,
-            server_side=True,
-            https_compatible=https_compatible,
-            close_timeout=close_timeout,
-        )
-        peer = HandDrivenPeer.wrap(their_sock, client_ctx, server_side=False)
-    try:
-        with trio.fail_after(FAULT_TIMEOUT):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(stream.do_handshake)
-                nursery.start_soon(peer.handshake)
-        yield stream, peer
-    finally:
-        with trio.CancelScope(shield=True):
-            await trio.aclose_forcefully(stream)
-            await trio.aclose_forcefully(their_sock)
+    we_serve = ours == "server"
+    stream = SSLStream(
+        our_sock,
+        server_ctx if we_serve else client_ctx,
+        server_side=we_serve,
+        server_hostname=None if we_serve else SERVER_NAME,
+        https_compatible=https_compatible,
+        close_timeout=close_timeout,
+    )
+    peer = HandDrivenPeer.wrap(
+        their_sock, client_ctx if we_serve else server_ctx, server_side=not we_serve
+    )
+    async with _handshaken(stream, peer) as pair:
+        yield pair
 
 
 async def _end_of_connection(sock: trio.SocketStream) -> Literal["eof", "reset", "data"]:
@@ -224,13 +212,13 @@ async def _assert_broken_from_now_on(stream: SSLStream[trio.SocketStream]) -> No
         await stream.send_all(b"x")
 
 
-# -- 1. reset in the middle of a record ------------------------------------------------
+# -- a peer that resets the connection ------------------------------------------------
 
 
-async def test_peer_resets_mid_record(fault_ca: TLSTestCA) -> None:
+async def test_peer_resets_mid_record(tls_ca: TLSTestCA) -> None:
     """Expected: receive_some raises BrokenResourceError caused by ConnectionResetError;
     the half record is never decrypted or returned; the stream stays broken."""
-    async with connected(fault_ca) as (stream, peer):
+    async with connected(tls_ca) as (stream, peer):
         record = peer.encrypt(b"x" * 10_000)
         await peer.sock.send_all(record[: len(record) // 2])
         await trio.sleep(0.05)  # let the half record arrive before the reset
@@ -244,10 +232,10 @@ async def test_peer_resets_mid_record(fault_ca: TLSTestCA) -> None:
         _assert_transport_closed(stream)
 
 
-async def test_peer_resets_while_we_send(fault_ca: TLSTestCA) -> None:
+async def test_peer_resets_while_we_send(tls_ca: TLSTestCA) -> None:
     """Expected: a send_all in progress raises BrokenResourceError (caused by the OS
     error, EPIPE or ECONNRESET) instead of blocking; the stream stays broken."""
-    async with connected(fault_ca) as (stream, peer):
+    async with connected(tls_ca) as (stream, peer):
         errors: list[trio.BrokenResourceError] = []
 
         async def flood() -> None:
@@ -266,21 +254,27 @@ async def test_peer_resets_while_we_send(fault_ca: TLSTestCA) -> None:
         await _assert_broken_from_now_on(stream)
 
 
-# -- 2. hanging up without close_notify ------------------------------------------------
+# -- hanging up without close_notify ---------------------------------------------------
+
+
+async def _hello_then_hang_up(peer: HandDrivenPeer, *, cut_record: bool) -> None:
+    """The peer sends b"hello", with ``cut_record`` the first bytes of one more record,
+    then FIN without close_notify."""
+    hello = peer.encrypt(b"hello")  # records must be made in wire order
+    tail = peer.encrypt(b"lost")[:10] if cut_record else b""
+    await peer.sock.send_all(hello + tail)
+    await peer.sock.send_eof()
 
 
 @pytest.mark.parametrize("cut_record", [False, True], ids=["between_records", "mid_record"])
 async def test_peer_closes_without_close_notify_standard(
-    fault_ca: TLSTestCA, cut_record: bool
+    tls_ca: TLSTestCA, cut_record: bool
 ) -> None:
     """https_compatible=False. Expected: data before the EOF is delivered; then
     BrokenResourceError caused by ssl.SSLEOFError (a possible truncation attack),
     and the stream stays broken."""
-    async with connected(fault_ca) as (stream, peer):
-        hello = peer.encrypt(b"hello")  # records must be made in wire order
-        tail = peer.encrypt(b"lost")[:10] if cut_record else b""
-        await peer.sock.send_all(hello + tail)
-        await peer.sock.send_eof()
+    async with connected(tls_ca) as (stream, peer):
+        await _hello_then_hang_up(peer, cut_record=cut_record)
         with trio.fail_after(FAULT_TIMEOUT):
             assert await stream.receive_some() == b"hello"
             with pytest.raises(trio.BrokenResourceError) as info:
@@ -290,17 +284,12 @@ async def test_peer_closes_without_close_notify_standard(
 
 
 @pytest.mark.parametrize("cut_record", [False, True], ids=["between_records", "mid_record"])
-async def test_peer_closes_without_close_notify_https(
-    fault_ca: TLSTestCA, cut_record: bool
-) -> None:
+async def test_peer_closes_without_close_notify_https(tls_ca: TLSTestCA, cut_record: bool) -> None:
     """https_compatible=True. Expected: data before the EOF is delivered, then b""
     (and b"" again): HTTP frames its own messages, so a ragged EOF is a clean end.
     A record cut in half is dropped, never returned. aclose() sends no close_notify."""
-    async with connected(fault_ca, https_compatible=True) as (stream, peer):
-        hello = peer.encrypt(b"hello")  # records must be made in wire order
-        tail = peer.encrypt(b"lost")[:10] if cut_record else b""
-        await peer.sock.send_all(hello + tail)
-        await peer.sock.send_eof()
+    async with connected(tls_ca, https_compatible=True) as (stream, peer):
+        await _hello_then_hang_up(peer, cut_record=cut_record)
         with trio.fail_after(FAULT_TIMEOUT):
             assert await stream.receive_some() == b"hello"
             assert await stream.receive_some() == b""
@@ -311,10 +300,10 @@ async def test_peer_closes_without_close_notify_https(
         _assert_transport_closed(stream)
 
 
-# -- 3. a peer that stops reading --------------------------------------------------------
+# -- a peer that stops reading ---------------------------------------------------------
 
 
-async def test_peer_stops_reading_then_deadline_and_aclose(fault_ca: TLSTestCA) -> None:
+async def test_peer_stops_reading_then_deadline_and_aclose(tls_ca: TLSTestCA) -> None:
     """Expected: send_all blocks (backpressure: only what fits in the socket buffers
     leaves); the caller's deadline cancels it, which leaves the stream broken (an
     unknown part went out); aclose() then returns at once without trying to send
@@ -322,7 +311,7 @@ async def test_peer_stops_reading_then_deadline_and_aclose(fault_ca: TLSTestCA) 
     # TLS 1.2: a TLS 1.3 client that never reads leaves the server's session
     # tickets unread, and closing a socket with unread input makes the kernel send
     # RST instead of FIN, so the peer could not count what it received.
-    async with connected(fault_ca, version="1.2") as (stream, peer):
+    async with connected(tls_ca, version="1.2") as (stream, peer):
         with trio.move_on_after(0.5) as deadline:
             await stream.send_all(bytes(FLOOD))
         assert deadline.cancelled_caught, "send_all finished although nobody reads"
@@ -339,7 +328,7 @@ async def test_peer_stops_reading_then_deadline_and_aclose(fault_ca: TLSTestCA) 
 
 
 async def test_aclose_while_send_blocked_on_a_peer_that_stopped_reading(
-    fault_ca: TLSTestCA, monkeypatch: pytest.MonkeyPatch
+    tls_ca: TLSTestCA, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Expected: aclose() called from another task while send_all is stuck gives up
     on close_notify after CLOSE_NOTIFY_SEND_TIMEOUT (not close_timeout, which only
@@ -347,7 +336,7 @@ async def test_aclose_while_send_blocked_on_a_peer_that_stopped_reading(
     raises ClosedResourceError (trio's rule for closing under a user)."""
     # The real bound is seconds; the behaviour, not the constant, is under test.
     monkeypatch.setattr(trio_tls._stream, "CLOSE_NOTIFY_SEND_TIMEOUT", 0.3)
-    async with connected(fault_ca, close_timeout=0) as (stream, _peer):
+    async with connected(tls_ca, close_timeout=0) as (stream, _peer):
         errors: list[BaseException] = []
 
         async def flood() -> None:
@@ -367,31 +356,30 @@ async def test_aclose_while_send_blocked_on_a_peer_that_stopped_reading(
         assert [type(e) for e in errors] == [trio.ClosedResourceError]
 
 
-# -- 4. a peer that never answers close_notify -----------------------------------------
+# -- a peer that never answers close_notify --------------------------------------------
 
 
-@pytest.mark.parametrize("version", ["1.2", "1.3"], ids=["tls12", "tls13"])
 async def test_peer_never_answers_close_notify_default(
-    fault_ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
     """close_timeout=None (the default, like trio). Expected: aclose() sends
     close_notify and returns at once without waiting for the reply; the peer reads a
     clean close_notify, then the connection ends (EOF, or RST under TLS 1.3 because
     the server's unread session tickets were still in our receive buffer)."""
-    async with connected(fault_ca, version=version) as (stream, peer):
+    async with connected(tls_ca, version=tls_version) as (stream, peer):
         with trio.fail_after(0.5):
             await stream.aclose()
         _assert_transport_closed(stream)
         with trio.fail_after(FAULT_TIMEOUT):
             assert await peer.receive() == b""  # SSLZeroReturnError: close_notify
             end = await _end_of_connection(peer.sock)
-        assert end == "eof" or (version == "1.3" and end == "reset")
+        assert end == "eof" or (tls_version == "1.3" and end == "reset")
 
 
-async def test_peer_never_answers_close_notify_with_close_timeout(fault_ca: TLSTestCA) -> None:
+async def test_peer_never_answers_close_notify_with_close_timeout(tls_ca: TLSTestCA) -> None:
     """close_timeout=0.3. Expected: aclose() waits up to 0.3 s for the reply, then
     closes the transport anyway and returns normally."""
-    async with connected(fault_ca, close_timeout=0.3) as (stream, _peer):
+    async with connected(tls_ca, close_timeout=0.3) as (stream, _peer):
         started = trio.current_time()
         with trio.fail_after(2.0):
             await stream.aclose()
@@ -399,13 +387,12 @@ async def test_peer_never_answers_close_notify_with_close_timeout(fault_ca: TLST
         _assert_transport_closed(stream)
 
 
-@pytest.mark.parametrize("version", ["1.2", "1.3"], ids=["tls12", "tls13"])
 async def test_close_timeout_zero_still_sends_close_notify(
-    fault_ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
     """close_timeout=0: wait for no reply, but still say goodbye. Expected: the peer
     reads close_notify, not an unexpected EOF."""
-    async with connected(fault_ca, version=version, close_timeout=0) as (stream, peer):
+    async with connected(tls_ca, version=tls_version, close_timeout=0) as (stream, peer):
         with trio.fail_after(0.5):
             await stream.aclose()
         _assert_transport_closed(stream)
@@ -413,9 +400,9 @@ async def test_close_timeout_zero_still_sends_close_notify(
             assert await peer.how_it_ended() == "close_notify"
 
 
-async def test_peer_answers_close_notify_within_close_timeout(fault_ca: TLSTestCA) -> None:
+async def test_peer_answers_close_notify_within_close_timeout(tls_ca: TLSTestCA) -> None:
     """The control case: a peer that answers ends the wait early."""
-    async with connected(fault_ca, close_timeout=5.0) as (stream, peer):
+    async with connected(tls_ca, close_timeout=5.0) as (stream, peer):
 
         async def answer() -> None:
             assert await peer.receive() == b""
@@ -428,11 +415,11 @@ async def test_peer_answers_close_notify_within_close_timeout(fault_ca: TLSTestC
         _assert_transport_closed(stream)
 
 
-async def test_unwrap_waits_for_a_peer_that_never_answers(fault_ca: TLSTestCA) -> None:
+async def test_unwrap_waits_for_a_peer_that_never_answers(tls_ca: TLSTestCA) -> None:
     """Expected: unwrap() needs the peer's close_notify, so it waits as long as the
     caller lets it; under a deadline it is cancelled, and aclose() still closes the
     transport."""
-    async with connected(fault_ca) as (stream, _peer):
+    async with connected(tls_ca) as (stream, _peer):
         with trio.move_on_after(0.3) as deadline:
             await stream.unwrap()
         assert deadline.cancelled_caught
@@ -441,7 +428,7 @@ async def test_unwrap_waits_for_a_peer_that_never_answers(fault_ca: TLSTestCA) -
         _assert_transport_closed(stream)
 
 
-# -- 5. a peer that keeps talking after close_notify -----------------------------------
+# -- a peer that keeps talking after close_notify --------------------------------------
 
 
 class LateTalker:
@@ -498,7 +485,7 @@ class LateTalker:
 async def connected_to_late_talker(
     ca: TLSTestCA, *, https_compatible: bool = False
 ) -> AsyncIterator[tuple[SSLStream[trio.SocketStream], LateTalker]]:
-    our_sock, their_sock = await _tcp_pair()
+    our_sock, their_sock = await loopback_tcp_pair()
     stream = SSLStream(
         our_sock,
         ca.client_context(),
@@ -506,25 +493,17 @@ async def connected_to_late_talker(
         https_compatible=https_compatible,
     )
     peer = LateTalker(their_sock, ca)
-    try:
-        with trio.fail_after(FAULT_TIMEOUT):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(stream.do_handshake)
-                nursery.start_soon(peer.handshake)
-        yield stream, peer
-    finally:
-        with trio.CancelScope(shield=True):
-            await trio.aclose_forcefully(stream)
-            await trio.aclose_forcefully(their_sock)
+    async with _handshaken(stream, peer) as pair:
+        yield pair
 
 
 @pytest.mark.parametrize("https_compatible", [False, True], ids=["standard", "https"])
 async def test_peer_sends_data_after_close_notify(
-    fault_ca: TLSTestCA, https_compatible: bool
+    tls_ca: TLSTestCA, https_compatible: bool
 ) -> None:
     """Expected: receive_some returns b"" at the close_notify and keeps returning b"";
     the valid record that follows it is never decrypted or returned."""
-    async with connected_to_late_talker(fault_ca, https_compatible=https_compatible) as (
+    async with connected_to_late_talker(tls_ca, https_compatible=https_compatible) as (
         stream,
         peer,
     ):
@@ -541,12 +520,12 @@ async def test_peer_sends_data_after_close_notify(
 
 
 async def test_unwrap_returns_what_follows_close_notify_as_raw_bytes(
-    fault_ca: TLSTestCA,
+    tls_ca: TLSTestCA,
 ) -> None:
     """Expected: unwrap() stops at the peer's close_notify and hands back the bytes
     behind it untouched, as ``trailing_bytes``: they belong to whatever protocol
     follows TLS on that connection (STARTTLS-style), not to TLS."""
-    async with connected_to_late_talker(fault_ca) as (stream, peer):
+    async with connected_to_late_talker(tls_ca) as (stream, peer):
         wrapped = stream.transport_stream
         alert, late = peer.close_notify_then(b"after the end")
         await peer.sock.send_all(alert + late)
@@ -558,16 +537,15 @@ async def test_unwrap_returns_what_follows_close_notify_as_raw_bytes(
         await transport.aclose()
 
 
-# -- the same faults seen from the server side --------------------------------------------
+# -- the same faults seen from the server side -----------------------------------------
 
 
-@pytest.mark.parametrize("version", ["1.2", "1.3"], ids=["tls12", "tls13"])
 async def test_server_side_client_hangs_up_without_close_notify(
-    fault_ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
     """Expected (server end, standard mode): data first, then BrokenResourceError
     caused by ssl.SSLEOFError."""
-    async with connected(fault_ca, ours="server", version=version) as (stream, peer):
+    async with connected(tls_ca, ours="server", version=tls_version) as (stream, peer):
         await peer.sock.send_all(peer.encrypt(b"request"))
         await peer.sock.send_eof()
         with trio.fail_after(FAULT_TIMEOUT):

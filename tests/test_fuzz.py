@@ -47,7 +47,7 @@ from hypothesis import strategies as st
 from trio.abc import HalfCloseableStream, Stream
 
 from trio_tls import SSLStream, open_ssl_over_tcp_listeners
-from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName
+from trio_tls.testing import SERVER_NAME, TLS_VERSIONS, TLSTestCA, TLSVersionName
 
 #: Per test. Small and derandomized in CI (same cases every run); ``make soak`` sets
 #: it high and then Hypothesis draws new random cases each time.
@@ -65,7 +65,6 @@ CASE_TIMEOUT = 5.0
 MAX_RECORD = 2**14 + 2048
 
 Outcome = Literal["data", "eof", "broken"]
-VERSIONS: tuple[TLSVersionName, ...] = ("1.2", "1.3")
 
 
 # -- captured real traffic ---------------------------------------------------------
@@ -89,6 +88,21 @@ class FuzzEnv:
 
     def __repr__(self) -> str:  # Hypothesis prints fixtures in failure reports
         return "FuzzEnv(...)"
+
+    def client(
+        self, transport: Stream, version: TLSVersionName, *, https_compatible: bool
+    ) -> SSLStream[Stream]:
+        return SSLStream[Stream](
+            transport,
+            self.client_contexts[version],
+            server_hostname=SERVER_NAME,
+            https_compatible=https_compatible,
+        )
+
+    def server(self, transport: Stream, *, https_compatible: bool) -> SSLStream[Stream]:
+        return SSLStream[Stream](
+            transport, self.server_context, server_side=True, https_compatible=https_compatible
+        )
 
 
 def _pump(src: ssl.MemoryBIO, dst: ssl.MemoryBIO, into: list[bytes]) -> None:
@@ -134,18 +148,17 @@ def capture_flights(ca: TLSTestCA, version: TLSVersionName) -> Flights:
     return Flights(tuple(sent_by_client), tuple(sent_by_server))
 
 
-def make_env() -> FuzzEnv:
-    ca = TLSTestCA()
+def make_env(ca: TLSTestCA) -> FuzzEnv:
     return FuzzEnv(
-        client_contexts={v: ca.client_context(version=v) for v in VERSIONS},
+        client_contexts={v: ca.client_context(version=v) for v in TLS_VERSIONS},
         server_context=ca.server_context(),
-        flights={v: capture_flights(ca, v) for v in VERSIONS},
+        flights={v: capture_flights(ca, v) for v in TLS_VERSIONS},
     )
 
 
 @pytest.fixture(scope="module")
-def env() -> FuzzEnv:
-    return make_env()
+def env(tls_ca: TLSTestCA) -> FuzzEnv:
+    return make_env(tls_ca)
 
 
 # -- hand-made hostile messages ------------------------------------------------------
@@ -285,18 +298,24 @@ async def _assert_closed_by_aclose(stream: SSLStream[Stream]) -> None:
         await stream.transport_stream.send_all(b"x")
 
 
+async def _feed(
+    stream: SSLStream[Stream], raw_peer: HalfCloseableStream, data: bytes, *, https_compatible: bool
+) -> Outcome:
+    """``stream`` reads ``data`` and then EOF from ``raw_peer``: a clear failure, then
+    aclose() closes its transport."""
+    await raw_peer.send_all(data)
+    await raw_peer.send_eof()
+    with trio.fail_after(CASE_TIMEOUT):
+        outcome = await expect_failure(stream.receive_some, https_compatible=https_compatible)
+        await _assert_closed_by_aclose(stream)
+    return outcome
+
+
 async def feed_server(env: FuzzEnv, data: bytes, *, https_compatible: bool) -> Outcome:
     """A server-side SSLStream reads ``data`` and then EOF from a raw client."""
     transport, raw_client = trio.testing.memory_stream_pair()
-    server = SSLStream[Stream](
-        transport, env.server_context, server_side=True, https_compatible=https_compatible
-    )
-    await raw_client.send_all(data)
-    await raw_client.send_eof()
-    with trio.fail_after(CASE_TIMEOUT):
-        outcome = await expect_failure(server.receive_some, https_compatible=https_compatible)
-        await _assert_closed_by_aclose(server)
-    return outcome
+    server = env.server(transport, https_compatible=https_compatible)
+    return await _feed(server, raw_client, data, https_compatible=https_compatible)
 
 
 async def feed_client(
@@ -304,22 +323,12 @@ async def feed_client(
 ) -> Outcome:
     """A client-side SSLStream sends its hello and reads ``data`` and EOF back."""
     transport, raw_server = trio.testing.memory_stream_pair()
-    client = SSLStream[Stream](
-        transport,
-        env.client_contexts[version],
-        server_hostname=SERVER_NAME,
-        https_compatible=https_compatible,
-    )
-    await raw_server.send_all(data)
-    await raw_server.send_eof()
-    with trio.fail_after(CASE_TIMEOUT):
-        outcome = await expect_failure(client.receive_some, https_compatible=https_compatible)
-        await _assert_closed_by_aclose(client)
-    return outcome
+    client = env.client(transport, version, https_compatible=https_compatible)
+    return await _feed(client, raw_server, data, https_compatible=https_compatible)
 
 
 @FUZZ
-@given(data=st.data(), version=st.sampled_from(VERSIONS), https_compatible=st.booleans())
+@given(data=st.data(), version=st.sampled_from(TLS_VERSIONS), https_compatible=st.booleans())
 async def test_server_side_rejects_hostile_bytes(
     env: FuzzEnv, data: st.DataObject, version: TLSVersionName, https_compatible: bool
 ) -> None:
@@ -327,8 +336,9 @@ async def test_server_side_rejects_hostile_bytes(
     await feed_server(env, payload, https_compatible=https_compatible)
 
 
+# The server-side test mirrored: a test of its own, so each side gets its own examples.
 @FUZZ
-@given(data=st.data(), version=st.sampled_from(VERSIONS), https_compatible=st.booleans())
+@given(data=st.data(), version=st.sampled_from(TLS_VERSIONS), https_compatible=st.booleans())
 async def test_client_side_rejects_hostile_bytes(
     env: FuzzEnv, data: st.DataObject, version: TLSVersionName, https_compatible: bool
 ) -> None:
@@ -354,7 +364,6 @@ async def test_server_rejects_legacy_and_malformed_hellos(env: FuzzEnv, message:
     assert await feed_server(env, message, https_compatible=True) == "broken"
 
 
-@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize(
     "answer",
     [
@@ -366,16 +375,16 @@ async def test_server_rejects_legacy_and_malformed_hellos(env: FuzzEnv, message:
     ],
 )
 async def test_client_rejects_malformed_answers(
-    env: FuzzEnv, version: TLSVersionName, answer: bytes | None
+    env: FuzzEnv, tls_version: TLSVersionName, answer: bytes | None
 ) -> None:
     """A client answered by something that is not this session's server fails clearly.
 
     The replayed flights are a real server's, captured from another session: their
     Finished and key exchange cannot match this client's hello.
     """
-    message = answer if answer is not None else b"".join(env.flights[version].server)
-    assert await feed_client(env, version, message, https_compatible=False) == "broken"
-    assert await feed_client(env, version, message, https_compatible=True) == "broken"
+    message = answer if answer is not None else b"".join(env.flights[tls_version].server)
+    assert await feed_client(env, tls_version, message, https_compatible=False) == "broken"
+    assert await feed_client(env, tls_version, message, https_compatible=True) == "broken"
 
 
 # -- live traffic through a corrupting proxy -------------------------------------------------
@@ -501,15 +510,8 @@ async def run_through_proxy(
 ) -> tuple[FlowResult, FlowResult]:
     client_transport, proxy_client_end = trio.testing.memory_stream_pair()
     server_transport, proxy_server_end = trio.testing.memory_stream_pair()
-    client = SSLStream[Stream](
-        client_transport,
-        env.client_contexts[version],
-        server_hostname=SERVER_NAME,
-        https_compatible=https_compatible,
-    )
-    server = SSLStream[Stream](
-        server_transport, env.server_context, server_side=True, https_compatible=https_compatible
-    )
+    client = env.client(client_transport, version, https_compatible=https_compatible)
+    server = env.server(server_transport, https_compatible=https_compatible)
     proxy = TamperingProxy(tamper)
     payload = bytes(range(256)) * 80  # 20 KiB: two records each way
     client_result, server_result = FlowResult(), FlowResult()
@@ -551,7 +553,7 @@ async def run_through_proxy(
 
 
 @FUZZ
-@given(tamper=tampers, version=st.sampled_from(VERSIONS), https_compatible=st.booleans())
+@given(tamper=tampers, version=st.sampled_from(TLS_VERSIONS), https_compatible=st.booleans())
 @example(  # a flipped bit in the first application record
     tamper=Tamper(to_server=True, chunk=2, flips=((100, 3),), cut=None),
     version="1.2",
@@ -570,7 +572,7 @@ async def test_live_traffic_damage_is_detected(
 
 async def test_proxy_without_damage_delivers_everything(env: FuzzEnv) -> None:
     """The harness itself: with a no-op tamper both sides see all the data."""
-    for version in VERSIONS:
+    for version in TLS_VERSIONS:
         no_damage = Tamper(to_server=True, chunk=99, flips=(), cut=None)
         results = await run_through_proxy(env, version, no_damage, https_compatible=False)
         assert [r.outcome for r in results] == ["data", "data"]
@@ -578,7 +580,7 @@ async def test_proxy_without_damage_delivers_everything(env: FuzzEnv) -> None:
 
 async def test_proxy_bit_flip_in_application_record_breaks_both_sides(env: FuzzEnv) -> None:
     """A damaged data record is an integrity failure, never wrong plaintext."""
-    for version in VERSIONS:
+    for version in TLS_VERSIONS:
         flights = env.flights[version]
         # The client's application record follows its handshake flights.
         chunk = len(flights.client) - 1
@@ -604,14 +606,14 @@ async def test_proxy_bit_flip_in_application_record_breaks_both_sides(env: FuzzE
 async def test_bad_record_after_a_good_one_keeps_the_good_data(
     env: FuzzEnv, version: TLSVersionName, echo_chunk: int
 ) -> None:
-    """Regression (found by the fuzzer under ``make soak``): one chunk of ciphertext
-    holding a good record and then a corrupted one. The reader must return the good
-    record's plaintext, then report the bad one as BrokenResourceError.
+    """One chunk of ciphertext holding a good record and then a corrupted one: the
+    reader returns the good record's plaintext, then reports the bad one as
+    BrokenResourceError.
 
-    It raised ``BufferError: Existing exports of data`` out of receive_some instead:
-    TLSEngine._read_into keeps the SSLError for the next read, and that exception's
-    traceback holds the frame of ``ssl.SSLObject.read``, whose ``buffer`` argument
-    is a slice of the read buffer, so ``del buf[got:]`` cannot resize it.
+    The error is kept for the next read, and its traceback holds the frame of
+    ``ssl.SSLObject.read``: an engine that read into a slice of its buffer could not
+    resize that buffer while the error lived, and raised ``BufferError: Existing
+    exports of data`` from receive_some, losing the good record too.
     """
     # The echo (20 KiB) is two records: 16 KiB, then 4 KiB. 100 bytes before the end
     # of the chunk is inside the second one.
@@ -625,6 +627,8 @@ async def test_bad_record_after_a_good_one_keeps_the_good_data(
 
 
 def open_fds() -> int:
+    # tests.helpers.fds.open_fds, repeated: this file also runs as a script (atheris),
+    # where the tests package cannot be imported.
     gc.collect()
     return len(os.listdir("/proc/self/fd"))
 
@@ -695,7 +699,7 @@ def _atheris_main(argv: list[str]) -> None:
     atheris: Any = importlib.import_module("atheris")
     # Coverage feedback for the Python already imported (trio_tls, trio, ssl.py).
     atheris.instrument_all()
-    fuzz_env = make_env()
+    fuzz_env = make_env(TLSTestCA())
 
     def one_input(data: bytes) -> None:
         https_compatible = bool(data[:1]) and data[0] & 1 == 1

@@ -30,16 +30,16 @@ def _client_hello(context: ssl.SSLContext, hostname: str | None) -> bytes:
     return outgoing.read()
 
 
-def test_the_server_name_is_read_from_a_real_client_hello(ca: TLSTestCA) -> None:
-    hello = _client_hello(ca.client_context(), "trio-tls.example")
+def test_the_server_name_is_read_from_a_real_client_hello(tls_ca: TLSTestCA) -> None:
+    hello = _client_hello(tls_ca.client_context(), "trio-tls.example")
     assert server_name(hello) == b"trio-tls.example"
-    context = ca.client_context()
+    context = tls_ca.client_context()
     context.check_hostname = False
     assert server_name(_client_hello(context, None)) is None
 
 
-def test_a_hello_cut_anywhere_asks_for_more(ca: TLSTestCA) -> None:
-    hello = _client_hello(ca.client_context(), "trio-tls.example")
+def test_a_hello_cut_anywhere_asks_for_more(tls_ca: TLSTestCA) -> None:
+    hello = _client_hello(tls_ca.client_context(), "trio-tls.example")
     for end in range(len(hello)):
         assert server_name(hello[:end]) is MORE, f"cut at {end} of {len(hello)}"
 
@@ -53,19 +53,19 @@ def test_what_is_not_a_client_hello_is_left_to_openssl() -> None:
 
 
 async def test_a_raw_utf8_server_name_is_refused_by_name(
-    tmp_path: Path, version: TLSVersionName, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tls_version: TLSVersionName, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     unraisable: list[sys.UnraisableHookArgs] = []
     monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
     ca = TLSTestCA(hostnames=("bücher.example",))
     default = select_context_by_sni(
-        ca.server_context(version=version), {"bücher.example": ca.server_context()}
+        ca.server_context(version=tls_version), {"bücher.example": ca.server_context()}
     )
     listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
     port = listener.socket.getsockname()[1]
     command = [
         require_tool("openssl"), "s_client", "-connect", f"127.0.0.1:{port}",
-        "-servername", "bücher.example", f"-tls1_{version[-1]}",
+        "-servername", "bücher.example", f"-tls1_{tls_version[-1]}",
     ]  # fmt: skip
     async with trio.open_nursery() as nursery:
         nursery.start_soon(

@@ -27,6 +27,9 @@ from trio_tls import SSLStream
 from trio_tls._engine import READ_AHEAD_LIMIT
 from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName, measure_stalls
 
+from .helpers.contexts import post_handshake_auth_contexts
+from .helpers.streams import receive_exactly
+
 #: The deadline put around each operation under attack.
 DEADLINE = 0.3
 #: How late it may fire, and the longest any task may hold the event loop meanwhile.
@@ -46,11 +49,6 @@ Behaviour = Callable[[socket.socket], None]
 def _pattern(size: int) -> bytes:
     """Bytes in which a lost, repeated or reordered record cannot go unnoticed."""
     return random.Random(size).randbytes(size)
-
-
-@pytest.fixture(scope="module")
-def hostile_ca() -> TLSTestCA:
-    return TLSTestCA()
 
 
 @asynccontextmanager
@@ -176,16 +174,6 @@ def on_time(deadline: float = DEADLINE) -> Iterator[trio.CancelScope]:
     assert stalls.longest < ON_TIME, f"the event loop was held for {stalls.longest:.3f} s"
 
 
-async def _receive_exactly(stream: SSLStream[trio.SocketStream], size: int) -> bytes:
-    data = bytearray()
-    with trio.fail_after(PEER_TIMEOUT):
-        while len(data) < size:
-            chunk = await stream.receive_some()
-            assert chunk, f"EOF after {len(data)} of {size} bytes"
-            data += chunk
-    return bytes(data)
-
-
 def _held_plaintext(stream: SSLStream[trio.SocketStream]) -> int:
     # White-box on purpose: the bound is a promise about memory, which the public
     # API cannot observe.
@@ -201,10 +189,10 @@ def _client(
 # -- receive_some ---------------------------------------------------------------------------
 
 
-async def test_receive_some_keeps_its_deadline_during_a_ticket_flood(hostile_ca: TLSTestCA) -> None:
-    server_ctx = hostile_ca.server_context(version="1.3")
+async def test_receive_some_keeps_its_deadline_during_a_ticket_flood(tls_ca: TLSTestCA) -> None:
+    server_ctx = tls_ca.server_context(version="1.3")
     async with thread_peer(tickets_then_silence(server_ctx, TICKETS)) as sock:
-        stream = _client(sock, hostile_ca, "1.3")
+        stream = _client(sock, tls_ca, "1.3")
         await stream.do_handshake()
         with on_time() as scope:
             await stream.receive_some()
@@ -212,14 +200,13 @@ async def test_receive_some_keeps_its_deadline_during_a_ticket_flood(hostile_ca:
         await trio.aclose_forcefully(stream)
 
 
-@pytest.mark.parametrize("version", ["1.2", "1.3"], ids=["tls12", "tls13"])
 async def test_receive_some_keeps_its_deadline_while_a_record_trickles_in(
-    hostile_ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
     record = _pattern(16 * 1024)
-    behave = trickling_server(hostile_ca.server_context(version=version), after_handshake=record)
+    behave = trickling_server(tls_ca.server_context(version=tls_version), after_handshake=record)
     async with thread_peer(behave) as sock:
-        stream = _client(sock, hostile_ca, version)
+        stream = _client(sock, tls_ca, tls_version)
         await stream.do_handshake()
         with on_time() as scope:
             await stream.receive_some()
@@ -230,13 +217,14 @@ async def test_receive_some_keeps_its_deadline_while_a_record_trickles_in(
 # -- the handshake --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", ["1.2", "1.3"], ids=["tls12", "tls13"])
+# Set up as the other attacks are (peer behaviour, our client, one operation under a
+# deadline): what each test attacks is the operation, so each spells out its own.
 async def test_handshake_keeps_its_deadline_while_the_server_trickles(
-    hostile_ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
-    behave = trickling_server(hostile_ca.server_context(version=version), after_handshake=None)
+    behave = trickling_server(tls_ca.server_context(version=tls_version), after_handshake=None)
     async with thread_peer(behave) as sock:
-        stream = _client(sock, hostile_ca, version)
+        stream = _client(sock, tls_ca, tls_version)
         with on_time() as scope:
             await stream.do_handshake()
         assert scope.cancelled_caught
@@ -248,45 +236,39 @@ async def test_handshake_keeps_its_deadline_while_the_server_trickles(
 # -- waiting for a ticket or a certificate, while data floods in ----------------------------
 
 
-@pytest.mark.parametrize("version", ["1.2", "1.3"], ids=["tls12", "tls13"])
 async def test_resumable_session_under_a_data_flood(
-    hostile_ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
-    server_ctx = hostile_ca.server_context(version=version)
+    server_ctx = tls_ca.server_context(version=tls_version)
     server_ctx.num_tickets = 0  # TLS 1.3: no ticket ever comes, only data
     payload = _pattern(FLOOD_SIZE)
     async with thread_peer(send_then_listen(server_ctx, payload, server_side=True)) as sock:
-        stream = _client(sock, hostile_ca, version)
+        stream = _client(sock, tls_ca, tls_version)
         await stream.do_handshake()
         with on_time() as scope:
             session = await stream.resumable_session()
-        if version == "1.3":
+        if tls_version == "1.3":
             assert scope.cancelled_caught, "no ticket was sent"
         else:
             assert not scope.cancelled_caught, "a TLS 1.2 session is resumable at once"
             assert session is not None
         assert _held_plaintext(stream) <= READ_AHEAD_LIMIT
         # Nothing read ahead is lost: every byte comes out of receive_some, in order.
-        assert await _receive_exactly(stream, len(payload)) == payload
+        with trio.fail_after(PEER_TIMEOUT):
+            assert await receive_exactly(stream, len(payload)) == payload
         await stream.aclose()
 
 
-@pytest.mark.parametrize("version", ["1.2", "1.3"], ids=["tls12", "tls13"])
 async def test_verify_client_post_handshake_under_a_data_flood(
-    hostile_ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
-    client_ctx = hostile_ca.client_context(version=version, with_client_cert=True)
-    client_ctx.post_handshake_auth = True
-    server_ctx = hostile_ca.server_context(version=version)
-    hostile_ca.ca.configure_trust(server_ctx)
-    server_ctx.verify_mode = ssl.CERT_REQUIRED
-    server_ctx.post_handshake_auth = True
+    client_ctx, server_ctx = post_handshake_auth_contexts(tls_ca, tls_version)
     payload = _pattern(FLOOD_SIZE)
     # The client never reads, so it never answers the CertificateRequest: it floods.
     async with thread_peer(send_then_listen(client_ctx, payload, server_side=False)) as sock:
         stream = SSLStream(sock, server_ctx, server_side=True)
         await stream.do_handshake()
-        if version == "1.2":
+        if tls_version == "1.2":
             with pytest.raises(ValueError, match=r"needs TLS 1\.3"):
                 await stream.verify_client_post_handshake()
         else:
@@ -294,22 +276,22 @@ async def test_verify_client_post_handshake_under_a_data_flood(
                 await stream.verify_client_post_handshake()
             assert scope.cancelled_caught
             assert _held_plaintext(stream) <= READ_AHEAD_LIMIT
-        assert await _receive_exactly(stream, len(payload)) == payload
+        with trio.fail_after(PEER_TIMEOUT):
+            assert await receive_exactly(stream, len(payload)) == payload
         await trio.aclose_forcefully(stream)
 
 
 # -- closing while the peer floods ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", ["1.2", "1.3"], ids=["tls12", "tls13"])
 async def test_aclose_keeps_close_timeout_during_a_flood(
-    hostile_ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
-    behave = flood_until_hung_up(hostile_ca.server_context(version=version), server_side=True)
+    behave = flood_until_hung_up(tls_ca.server_context(version=tls_version), server_side=True)
     async with thread_peer(behave) as sock:
         stream = SSLStream(
             sock,
-            hostile_ca.client_context(version=version),
+            tls_ca.client_context(version=tls_version),
             server_hostname=SERVER_NAME,
             close_timeout=DEADLINE,
         )
@@ -321,13 +303,12 @@ async def test_aclose_keeps_close_timeout_during_a_flood(
         assert sock.socket.fileno() == -1
 
 
-@pytest.mark.parametrize("version", ["1.2", "1.3"], ids=["tls12", "tls13"])
 async def test_unwrap_keeps_its_deadline_during_a_flood(
-    hostile_ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
-    behave = flood_until_hung_up(hostile_ca.server_context(version=version), server_side=True)
+    behave = flood_until_hung_up(tls_ca.server_context(version=tls_version), server_side=True)
     async with thread_peer(behave) as sock:
-        stream = _client(sock, hostile_ca, version)
+        stream = _client(sock, tls_ca, tls_version)
         await stream.do_handshake()
         with on_time(), pytest.raises(trio.BrokenResourceError) as caught:
             # OpenSSL refuses data that follows our close_notify: the flood ends
@@ -342,13 +323,12 @@ async def test_unwrap_keeps_its_deadline_during_a_flood(
 # -- a cancelled send_all that put bytes on the wire ----------------------------------------
 
 
-@pytest.mark.parametrize("version", ["1.2", "1.3"], ids=["tls12", "tls13"])
 async def test_send_all_cancelled_mid_message_breaks_the_stream(
-    hostile_ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
     """A cancellation between two chunks of a large send_all: the peer has a truncated
     message, so nothing may follow it, not even a clean close_notify."""
-    server_ctx = hostile_ca.server_context(version=version)
+    server_ctx = tls_ca.server_context(version=tls_version)
     counted: list[int] = []
 
     def count_until_eof(conn: socket.socket) -> None:
@@ -361,7 +341,7 @@ async def test_send_all_cancelled_mid_message_breaks_the_stream(
 
     warm_up = 4 * 1024 * 1024
     async with thread_peer(count_until_eof) as sock:
-        stream = _client(sock, hostile_ca, version)
+        stream = _client(sock, tls_ca, tls_version)
         await stream.send_all(bytes(warm_up))  # lets the kernel grow the socket buffers
         with trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:

@@ -29,7 +29,6 @@ from trio_tls.testing import Handler, TLSTestCA, open_tls_test_server
 
 from .helpers.http_server import Stream, reply_body, serve_http
 from .helpers.peers import openssl_s_server, write_pem_files
-from .helpers.tls import TLS13
 
 ALPN = ["h2", "http/1.1"]
 
@@ -67,9 +66,9 @@ def expected(version: str, method: str, path: str, body: bytes = b"") -> str:
         pytest.param(True, "HTTP/2", "h2", id="http2"),
     ],
 )
-async def test_get_and_post(ca: TLSTestCA, http2: bool, http_version: str, alpn: str) -> None:
+async def test_get_and_post(tls_ca: TLSTestCA, http2: bool, http_version: str, alpn: str) -> None:
     upload = hashlib.sha256(b"seed").digest() * 40_000  # 1.25 MiB: many records, windows
-    async with http_server(ca) as url, client(ca, http2=http2) as http:
+    async with http_server(tls_ca) as url, client(tls_ca, http2=http2) as http:
         got = await http.get(f"{url}/hello?x=1")
         posted = await http.post(f"{url}/upload", content=upload)
     assert got.status_code == 200
@@ -82,9 +81,9 @@ async def test_get_and_post(ca: TLSTestCA, http2: bool, http_version: str, alpn:
     assert ssl_object.selected_alpn_protocol() == alpn
 
 
-async def test_http2_multiplexes_one_trio_tls_connection(ca: TLSTestCA) -> None:
-    transport = TrioTLSTransport(verify=ca.client_context(), http2=True)
-    async with http_server(ca) as url, httpx.AsyncClient(transport=transport) as http:
+async def test_http2_multiplexes_one_trio_tls_connection(tls_ca: TLSTestCA) -> None:
+    transport = TrioTLSTransport(verify=tls_ca.client_context(), http2=True)
+    async with http_server(tls_ca) as url, httpx.AsyncClient(transport=transport) as http:
         replies: dict[int, str] = {}
 
         async def fetch(n: int) -> None:
@@ -98,9 +97,9 @@ async def test_http2_multiplexes_one_trio_tls_connection(ca: TLSTestCA) -> None:
     assert "HTTP/2" in repr(connection)
 
 
-async def test_network_stream_is_trio_tls(ca: TLSTestCA) -> None:
+async def test_network_stream_is_trio_tls(tls_ca: TLSTestCA) -> None:
     """Users reach the SSLStream (and its statistics) through httpx's extension."""
-    async with http_server(ca) as url, client(ca, http2=False) as http:
+    async with http_server(tls_ca) as url, client(tls_ca, http2=False) as http:
         response = await http.get(f"{url}/")
         network_stream = response.extensions["network_stream"]
         assert isinstance(network_stream, TrioTLSNetworkStream)
@@ -115,12 +114,12 @@ async def test_network_stream_is_trio_tls(ca: TLSTestCA) -> None:
         assert network_stream.get_extra_info("no such key") is None
 
 
-async def test_httpcore_pool_with_backend(ca: TLSTestCA) -> None:
+async def test_httpcore_pool_with_backend(tls_ca: TLSTestCA) -> None:
     """The backend alone, as httpcore documents network backends."""
     async with (
-        http_server(ca) as url,
+        http_server(tls_ca) as url,
         httpcore.AsyncConnectionPool(
-            ssl_context=ca.client_context(), http2=True, network_backend=TrioTLSBackend()
+            ssl_context=tls_ca.client_context(), http2=True, network_backend=TrioTLSBackend()
         ) as pool,
     ):
         response = await pool.request("GET", f"{url}/core")
@@ -142,9 +141,9 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-async def test_certificate_failure_is_a_connect_error(ca: TLSTestCA) -> None:
+async def test_certificate_failure_is_a_connect_error(tls_ca: TLSTestCA) -> None:
     stranger = TLSTestCA()  # the server's certificate is not from this CA
-    async with http_server(ca) as url, client(stranger, http2=True) as http:
+    async with http_server(tls_ca) as url, client(stranger, http2=True) as http:
         with pytest.raises(httpx.ConnectError) as caught:
             await http.get(url)
     chain = _chain(caught.value)
@@ -174,12 +173,12 @@ async def test_connection_refused_is_a_connect_error() -> None:
     assert isinstance(_chain(caught.value)[2], OSError)  # trio's "all attempts ... failed"
 
 
-async def test_silent_server_is_a_connect_timeout(ca: TLSTestCA) -> None:
+async def test_silent_server_is_a_connect_timeout(tls_ca: TLSTestCA) -> None:
     """A TCP server that never answers the ClientHello: the handshake times out."""
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(partial(trio.serve_tcp, _hold_open, 0, host="127.0.0.1"))
         port = listeners[0].socket.getsockname()[1]
-        async with client(ca, http2=False, timeout=httpx.Timeout(SECONDS, connect=0.3)) as http:
+        async with client(tls_ca, http2=False, timeout=httpx.Timeout(SECONDS, connect=0.3)) as http:
             with pytest.raises(httpx.ConnectTimeout):
                 await http.get(f"https://127.0.0.1:{port}/")
         nursery.cancel_scope.cancel()
@@ -211,11 +210,11 @@ async def _handshake_then_garbage(stream: Stream) -> None:
         pytest.param(_handshake_then_garbage, httpx.ReadError, id="read_error"),
     ],
 )
-async def test_read_failures(ca: TLSTestCA, handler: Handler, error: type[Exception]) -> None:
+async def test_read_failures(tls_ca: TLSTestCA, handler: Handler, error: type[Exception]) -> None:
     async with (
-        open_tls_test_server(handler, ca=ca) as server,
+        open_tls_test_server(handler, ca=tls_ca) as server,
         # Only the read is short: a slow handshake on a busy machine stays a success.
-        client(ca, http2=False, timeout=httpx.Timeout(SECONDS, read=0.5)) as http,
+        client(tls_ca, http2=False, timeout=httpx.Timeout(SECONDS, read=0.5)) as http,
     ):
         with pytest.raises(error) as caught:
             await http.get(f"https://127.0.0.1:{server.port}/")
@@ -227,13 +226,13 @@ async def test_read_failures(ca: TLSTestCA, handler: Handler, error: type[Except
 
 
 @pytest.mark.parametrize("http2", [False, True], ids=["http1.1", "http2_offered"])
-async def test_openssl_s_server_www(tmp_path: Path, http2: bool) -> None:
+async def test_openssl_s_server_www(tls_ca: TLSTestCA, tmp_path: Path, http2: bool) -> None:
     """s_server speaks HTTP/1.0 and no ALPN: a client offering h2 falls back."""
-    pems = write_pem_files(tmp_path)
+    pems = write_pem_files(tls_ca, tmp_path)
     verify = ssl.create_default_context(cafile=str(pems.ca))
     log = tmp_path / "s_server.log"
     async with (
-        openssl_s_server(pems, TLS13, "-www", log=log) as (port, _),
+        openssl_s_server(pems, "1.3", "-www", log=log) as (port, _),
         httpx.AsyncClient(transport=TrioTLSTransport(verify, http2=http2)) as http,
     ):
         response = await http.get(f"https://localhost:{port}/")

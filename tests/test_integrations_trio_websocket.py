@@ -27,6 +27,8 @@ from trio_tls.integrations.trio_websocket import (
 )
 from trio_tls.testing import TLSTestCA, TLSVersionName
 
+from .helpers.streams import port_of
+
 Handler = Callable[[WebSocketRequest], Awaitable[None]]
 
 #: Each test runs its client under this deadline: a hang fails fast and says where.
@@ -36,13 +38,6 @@ DEADLINE = 10.0
 MESSAGES: list[str | bytes] = ["hello, wss", bytes(range(256)), b"\xa5" * 300_000]
 
 
-def bound_port(listener: trio_tls.SSLListener[trio.SocketStream]) -> int:
-    transport = listener.transport_listener
-    assert isinstance(transport, trio.SocketListener)
-    port: int = transport.socket.getsockname()[1]
-    return port
-
-
 @asynccontextmanager
 async def wss_server(handler: Handler, server_ctx: ssl.SSLContext) -> AsyncIterator[int]:
     """serve_websocket on 127.0.0.1 for the duration of the block; yields the port."""
@@ -50,7 +45,7 @@ async def wss_server(handler: Handler, server_ctx: ssl.SSLContext) -> AsyncItera
         listeners = await nursery.start(
             partial(serve_websocket, handler, "127.0.0.1", 0, server_ctx)
         )
-        yield bound_port(listeners[0])
+        yield port_of(listeners[0])
         nursery.cancel_scope.cancel()
 
 
@@ -71,9 +66,9 @@ class EchoServer:
             self.closed.append(closed.reason)
 
 
-async def test_echo_and_client_close(ca: TLSTestCA, version: TLSVersionName) -> None:
+async def test_echo_and_client_close(tls_ca: TLSTestCA, tls_version: TLSVersionName) -> None:
     server = EchoServer()
-    async with wss_server(server, ca.server_context(version=version)) as port:
+    async with wss_server(server, tls_ca.server_context(version=tls_version)) as port:
         with trio.fail_after(DEADLINE):
             async with trio.open_nursery() as nursery:
                 ws = await connect_websocket(
@@ -81,7 +76,7 @@ async def test_echo_and_client_close(ca: TLSTestCA, version: TLSVersionName) -> 
                     "localhost",
                     port,
                     "/echo",
-                    ssl_context=ca.client_context(),
+                    ssl_context=tls_ca.client_context(),
                     subprotocols=["chat"],
                 )
                 for message in MESSAGES:
@@ -95,17 +90,17 @@ async def test_echo_and_client_close(ca: TLSTestCA, version: TLSVersionName) -> 
     assert [reason.code for reason in server.closed if reason] == [1000]
 
 
-async def test_server_closes(ca: TLSTestCA) -> None:
+async def test_server_closes(tls_ca: TLSTestCA) -> None:
     async def say_goodbye(request: WebSocketRequest) -> None:
         ws = await request.accept()
         await ws.send_message("last words")
         await ws.aclose(code=4000, reason="bye")
 
-    async with wss_server(say_goodbye, ca.server_context()) as port:
+    async with wss_server(say_goodbye, tls_ca.server_context()) as port:
         with trio.fail_after(DEADLINE):
             async with trio.open_nursery() as nursery:
                 ws = await connect_websocket(
-                    nursery, "127.0.0.1", port, "/", ssl_context=ca.client_context()
+                    nursery, "127.0.0.1", port, "/", ssl_context=tls_ca.client_context()
                 )
                 assert await ws.get_message() == "last words"
                 with pytest.raises(ConnectionClosed) as caught:
@@ -120,7 +115,7 @@ async def test_server_closes(ca: TLSTestCA) -> None:
     gc.collect()
 
 
-async def test_cancelled_client_closes_its_connection(ca: TLSTestCA) -> None:
+async def test_cancelled_client_closes_its_connection(tls_ca: TLSTestCA) -> None:
     """Cancelling the client's nursery closes the TCP connection: the server sees it."""
     ended = trio.Event()
     reasons: list[CloseReason | None] = []
@@ -133,11 +128,11 @@ async def test_cancelled_client_closes_its_connection(ca: TLSTestCA) -> None:
             reasons.append(closed.reason)
         ended.set()
 
-    async with wss_server(wait_for_client, ca.server_context()) as port:
+    async with wss_server(wait_for_client, tls_ca.server_context()) as port:
         with trio.fail_after(DEADLINE):
             async with trio.open_nursery() as nursery:
                 ws = await connect_websocket(
-                    nursery, "127.0.0.1", port, "/", ssl_context=ca.client_context()
+                    nursery, "127.0.0.1", port, "/", ssl_context=tls_ca.client_context()
                 )
                 nursery.cancel_scope.cancel()
             await ended.wait()
@@ -145,24 +140,24 @@ async def test_cancelled_client_closes_its_connection(ca: TLSTestCA) -> None:
     assert [reason.code for reason in reasons if reason] == [1006]  # abnormal closure
 
 
-async def test_rejected(ca: TLSTestCA) -> None:
+async def test_rejected(tls_ca: TLSTestCA) -> None:
     async def refuse(request: WebSocketRequest) -> None:
         await request.reject(403, body=b"not you")
 
-    async with wss_server(refuse, ca.server_context()) as port:
+    async with wss_server(refuse, tls_ca.server_context()) as port:
         with trio.fail_after(DEADLINE):
             async with trio.open_nursery() as nursery:
                 with pytest.raises(ConnectionRejected) as caught:
                     await connect_websocket(
-                        nursery, "127.0.0.1", port, "/", ssl_context=ca.client_context()
+                        nursery, "127.0.0.1", port, "/", ssl_context=tls_ca.client_context()
                     )
     assert (caught.value.status_code, caught.value.body) == (403, b"not you")
 
 
-async def test_certificate_failure(ca: TLSTestCA) -> None:
+async def test_certificate_failure(tls_ca: TLSTestCA) -> None:
     """The TLS failure is trio_tls's, with its cause; the server keeps serving."""
     server = EchoServer()
-    async with wss_server(server, ca.server_context()) as port:
+    async with wss_server(server, tls_ca.server_context()) as port:
         with trio.fail_after(DEADLINE):
             async with trio.open_nursery() as nursery:
                 with pytest.raises(trio.BrokenResourceError) as caught:
@@ -170,7 +165,7 @@ async def test_certificate_failure(ca: TLSTestCA) -> None:
                         nursery, "localhost", port, "/", ssl_context=TLSTestCA().client_context()
                     )
                 ws = await connect_websocket(
-                    nursery, "localhost", port, "/", ssl_context=ca.client_context()
+                    nursery, "localhost", port, "/", ssl_context=tls_ca.client_context()
                 )
                 await ws.send_message("still here")
                 assert await ws.get_message() == "still here"
@@ -178,7 +173,7 @@ async def test_certificate_failure(ca: TLSTestCA) -> None:
     assert isinstance(caught.value.__cause__, ssl.SSLCertVerificationError)
 
 
-async def test_endpoints_and_the_peer_address(ca: TLSTestCA) -> None:
+async def test_endpoints_and_the_peer_address(tls_ca: TLSTestCA) -> None:
     """trio-websocket reports endpoints only for trio's classes; the stream knows them.
 
     The server recipe of notes/integrations.md: serve with trio_tls, read the peer
@@ -198,15 +193,17 @@ async def test_endpoints_and_the_peer_address(ca: TLSTestCA) -> None:
 
     async with trio.open_nursery() as server_nursery:
         listeners = await server_nursery.start(
-            partial(trio_tls.serve_ssl_over_tcp, handle, 0, ca.server_context(), host="127.0.0.1")
+            partial(
+                trio_tls.serve_ssl_over_tcp, handle, 0, tls_ca.server_context(), host="127.0.0.1"
+            )
         )
         with trio.fail_after(DEADLINE):
             stream = await trio_tls.open_ssl_over_tcp_stream(
-                "127.0.0.1", bound_port(listeners[0]), ssl_context=ca.client_context()
+                "127.0.0.1", port_of(listeners[0]), ssl_context=tls_ca.client_context()
             )
             async with trio.open_nursery() as nursery:
                 ws: WebSocketConnection = await wrap_client_stream(
-                    nursery, stream, f"127.0.0.1:{bound_port(listeners[0])}", "/"
+                    nursery, stream, f"127.0.0.1:{port_of(listeners[0])}", "/"
                 )
                 local = stream.transport_stream.socket.getsockname()
                 assert await ws.get_message() == repr(local)

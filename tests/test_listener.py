@@ -9,9 +9,7 @@ certificate, plaintext HTTP, a reset) is logged and dropped instead of raising
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
-import os
 import re
 import socket
 import ssl
@@ -36,6 +34,8 @@ from trio_tls import (
 from trio_tls._listener import DEFAULT_SERVER_HANDSHAKE_TIMEOUT
 from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName
 
+from .helpers.fds import open_fds
+
 TCPStream = SSLStream[trio.SocketStream]
 Handler = Callable[[TCPStream], Awaitable[object]]
 
@@ -43,11 +43,6 @@ Handler = Callable[[TCPStream], Awaitable[object]]
 DEADLINE = 20.0
 #: Clients of each failing kind, all at once.
 CLIENTS = 100
-
-
-def open_fds() -> int:
-    gc.collect()
-    return len(os.listdir("/proc/self/fd"))
 
 
 def local_address(tcp: trio.SocketStream) -> str:
@@ -170,11 +165,11 @@ class FakeHostnameResolver(trio.abc.HostnameResolver):
 
 
 async def test_open_ssl_over_tcp_stream_and_everything_else(
-    version: TLSVersionName, caplog: pytest.LogCaptureFixture
+    tls_version: TLSVersionName, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="trio_tls.server")
     ca = TLSTestCA(hostnames=(TRIO_TEST_NAME,))
-    client_ctx = ca.client_context(version=version)
+    client_ctx = ca.client_context(version=tls_version)
     async with trio.open_nursery() as nursery:
         (listener,) = await nursery.start(
             partial(serve_ssl_over_tcp, echo_handler, 0, ca.server_context(), host="127.0.0.1")
@@ -226,8 +221,8 @@ async def test_open_ssl_over_tcp_stream_and_everything_else(
     assert {"the client does not trust our CA", "the client rejected our certificate"} <= reasons
 
 
-async def test_open_ssl_over_tcp_listeners(ca: TLSTestCA) -> None:
-    (listener,) = await open_ssl_over_tcp_listeners(0, ca.server_context(), host="127.0.0.1")
+async def test_open_ssl_over_tcp_listeners(tls_ca: TLSTestCA) -> None:
+    (listener,) = await open_ssl_over_tcp_listeners(0, tls_ca.server_context(), host="127.0.0.1")
     async with listener:
         assert isinstance(listener, SSLListener)
         tl = listener.transport_listener
@@ -238,7 +233,7 @@ async def test_open_ssl_over_tcp_listeners(ca: TLSTestCA) -> None:
 
     (listener,) = await open_ssl_over_tcp_listeners(
         0,
-        ca.server_context(),
+        tls_ca.server_context(),
         host="127.0.0.1",
         https_compatible=True,
     )
@@ -375,7 +370,7 @@ SHORT_DEADLINE = 0.5
     ],
 )
 async def test_failing_clients_are_logged_and_dropped(
-    ca: TLSTestCA,
+    tls_ca: TLSTestCA,
     stranger: TLSTestCA,
     caplog: pytest.LogCaptureFixture,
     failing_client: FailingClient,
@@ -388,17 +383,17 @@ async def test_failing_clients_are_logged_and_dropped(
     addresses: list[str] = []
 
     async def fail(port: int) -> None:
-        addresses.append(await failing_client(port, ca, stranger))
+        addresses.append(await failing_client(port, tls_ca, stranger))
 
     with trio.fail_after(DEADLINE):
-        context = ca.server_context(require_client_cert=True)
+        context = tls_ca.server_context(require_client_cert=True)
         async with serving(echo_once, context, handshake_timeout=handshake_timeout) as port:
             async with trio.open_nursery() as clients:
                 for n in range(CLIENTS):
                     clients.start_soon(fail, port)
                     if n % 20 == 0:
-                        clients.start_soon(good_client, port, ca, b"among them %d" % n)
-            await good_client(port, ca, b"after them")
+                        clients.start_soon(good_client, port, tls_ca, b"among them %d" % n)
+            await good_client(port, tls_ca, b"after them")
 
     assert len(addresses) == CLIENTS
     dropped = dropped_by_handshake(caplog.records)
@@ -408,14 +403,14 @@ async def test_failing_clients_are_logged_and_dropped(
 
 
 async def test_stopping_the_server_closes_connections_still_in_their_handshake(
-    ca: TLSTestCA,
+    tls_ca: TLSTestCA,
 ) -> None:
     """The handler never had these streams; their task still closes them."""
     fds_before = open_fds()
     with trio.fail_after(DEADLINE):
         async with trio.open_nursery() as nursery:
             listeners = await nursery.start(
-                partial(serve_ssl_over_tcp, echo_once, 0, ca.server_context(), host="127.0.0.1")
+                partial(serve_ssl_over_tcp, echo_once, 0, tls_ca.server_context(), host="127.0.0.1")
             )
             port = listeners[0].transport_listener.socket.getsockname()[1]
             silent = await trio.open_tcp_stream("127.0.0.1", port)
@@ -462,7 +457,7 @@ async def reset_after_a_round_trip(port: int, ca: TLSTestCA) -> str:
     ],
 )
 async def test_a_connection_broken_after_the_handshake_is_logged_and_dropped(
-    ca: TLSTestCA, caplog: pytest.LogCaptureFixture, handler: Handler
+    tls_ca: TLSTestCA, caplog: pytest.LogCaptureFixture, handler: Handler
 ) -> None:
     """BrokenResourceError means the peer or the network failed, not the program."""
     caplog.set_level(logging.INFO, logger="trio_tls.server")
@@ -470,14 +465,14 @@ async def test_a_connection_broken_after_the_handshake_is_logged_and_dropped(
     addresses: list[str] = []
 
     async def reset(port: int) -> None:
-        addresses.append(await reset_after_a_round_trip(port, ca))
+        addresses.append(await reset_after_a_round_trip(port, tls_ca))
 
     with trio.fail_after(DEADLINE):
-        async with serving(handler, ca.server_context()) as port:
+        async with serving(handler, tls_ca.server_context()) as port:
             async with trio.open_nursery() as clients:
                 for _ in range(20):
                     clients.start_soon(reset, port)
-            await good_client(port, ca, b"still serving")
+            await good_client(port, tls_ca, b"still serving")
 
     broken: dict[str, str] = {}
     for record in caplog.records:
@@ -490,7 +485,7 @@ async def test_a_connection_broken_after_the_handshake_is_logged_and_dropped(
 
 
 async def test_any_other_exception_from_the_handler_propagates_as_in_trio(
-    ca: TLSTestCA,
+    tls_ca: TLSTestCA,
 ) -> None:
     async def buggy(stream: TCPStream) -> None:
         await stream.receive_some()
@@ -500,16 +495,18 @@ async def test_any_other_exception_from_the_handler_propagates_as_in_trio(
         trio.fail_after(DEADLINE),
         pytest.RaisesGroup(pytest.RaisesExc(ValueError, match="bug"), flatten_subgroups=True),
     ):
-        async with serving(buggy, ca.server_context()) as port:
+        async with serving(buggy, tls_ca.server_context()) as port:
             tcp = await trio.open_tcp_stream("127.0.0.1", port)
-            async with SSLStream(tcp, ca.client_context(), server_hostname=SERVER_NAME) as stream:
+            async with SSLStream(
+                tcp, tls_ca.client_context(), server_hostname=SERVER_NAME
+            ) as stream:
                 await stream.send_all(b"hello")
                 await trio.sleep_forever()  # until the handler's bug stops the server
 
 
-async def test_listener_accept_keeps_the_lazy_handshake(ca: TLSTestCA) -> None:
+async def test_listener_accept_keeps_the_lazy_handshake(tls_ca: TLSTestCA) -> None:
     """SSLListener stays a drop-in for trio's: only the serve helper handshakes first."""
-    (listener,) = await open_ssl_over_tcp_listeners(0, ca.server_context(), host="127.0.0.1")
+    (listener,) = await open_ssl_over_tcp_listeners(0, tls_ca.server_context(), host="127.0.0.1")
     async with listener:
         transport = listener.transport_listener
         assert isinstance(transport, trio.SocketListener)
@@ -524,16 +521,16 @@ async def test_listener_accept_keeps_the_lazy_handshake(ca: TLSTestCA) -> None:
 
 
 async def test_a_client_gone_before_its_connection_was_accepted(
-    ca: TLSTestCA, caplog: pytest.LogCaptureFixture
+    tls_ca: TLSTestCA, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Its address can no longer be asked; the log says so instead."""
     caplog.set_level(logging.INFO, logger="trio_tls.server")
     with trio.fail_after(DEADLINE):
-        async with serving(echo_once, ca.server_context()) as port:
+        async with serving(echo_once, tls_ca.server_context()) as port:
             # Blocking calls, with no checkpoint between them: the server cannot
             # accept the connection before the reset (loopback connects at once).
             with socket.create_connection(("127.0.0.1", port)) as sock:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            await good_client(port, ca, b"next")
+            await good_client(port, tls_ca, b"next")
     [reason] = dropped_by_handshake(caplog.records).items()
     assert reason == ("an unknown address", "connection reset by the client")

@@ -7,11 +7,9 @@ is ``make soak``; see tests/soak.py and notes/reliability.md for its figures.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import inspect
 import json
 import logging
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -24,12 +22,8 @@ import trio.testing
 from trio_tls import SSLListener, open_ssl_over_tcp_listeners, serve_ssl_over_tcp
 from trio_tls.testing import TLSTestCA
 
+from .helpers.fds import open_fds
 from .soak import SOAK_SCRIPT, ServerStats, SoakConfig, SoakReport, handle, run, serve
-
-
-def open_fds() -> int:
-    gc.collect()
-    return len(os.listdir("/proc/self/fd"))
 
 
 def _snapshots(stats: ServerStats) -> Callable[[], Awaitable[ServerStats]]:
@@ -53,11 +47,11 @@ async def _run_in_process(ca: TLSTestCA, config: SoakConfig) -> SoakReport:
     return report
 
 
-async def test_hundred_concurrent_connections_lose_nothing(ca: TLSTestCA) -> None:
+async def test_hundred_concurrent_connections_lose_nothing(tls_ca: TLSTestCA) -> None:
     """100 connections open at once, each echoing 16 KiB checked with sha256."""
     before = open_fds()
     config = SoakConfig(connections=100, payload_bytes=16 * 1024, slowloris=0, time_limit=60)
-    report = await _run_in_process(ca, config)
+    report = await _run_in_process(tls_ca, config)
     assert report.problems() == []
     assert report.server_at_peak.active == 100
     assert report.clients.verified_bytes == 100 * 16 * 1024
@@ -65,14 +59,14 @@ async def test_hundred_concurrent_connections_lose_nothing(ca: TLSTestCA) -> Non
     assert open_fds() == before, "a connection leaked a file descriptor"
 
 
-async def test_slowloris_does_not_starve_a_good_client(ca: TLSTestCA) -> None:
+async def test_slowloris_does_not_starve_a_good_client(tls_ca: TLSTestCA) -> None:
     """100 stalled handshakes: a good client is still served, and the handshake
     deadline (1 s here) closes every stalled connection."""
     before = open_fds()
     config = SoakConfig(
         connections=10, payload_bytes=1024, slowloris=100, handshake_timeout=1.0, time_limit=60
     )
-    report = await _run_in_process(ca, config)
+    report = await _run_in_process(tls_ca, config)
     assert report.problems() == []
     assert report.slowloris.good_client_served
     assert report.slowloris.closed_by_server == 100
@@ -88,7 +82,7 @@ def test_servers_have_a_handshake_deadline_by_default() -> None:
 
 
 async def test_default_deadline_closes_a_silent_client(
-    ca: TLSTestCA, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+    tls_ca: TLSTestCA, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The 60 s default of serve_ssl_over_tcp really acts (virtual time: the clock
     jumps while all wait); the client is logged and never reaches the handler."""
@@ -100,7 +94,7 @@ async def test_default_deadline_closes_a_silent_client(
                 serve_ssl_over_tcp,
                 partial(handle, stats=stats),
                 0,
-                ca.server_context(),
+                tls_ca.server_context(),
                 host="127.0.0.1",
             )
         )

@@ -32,20 +32,10 @@ import trio
 import trio.testing
 
 from trio_tls import SSLStream
+from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName
 
-from .helpers.tls import (
-    SERVER_ADDRESS,
-    SERVER_HOSTNAME,
-    TLS12,
-    TLS13,
-    Version,
-    chunks,
-    client_context,
-    digest,
-    enable_post_handshake_auth,
-    random_payload,
-    server_context,
-)
+from .helpers.payloads import chunks, digest, random_payload
+from .helpers.streams import loopback_tcp_pair
 from .helpers.virtual_peer import (
     OP_ALLOW_CLIENT_RENEGOTIATION,
     Interruption,
@@ -74,33 +64,35 @@ SETTLE_ROUNDS = 20
 class Case:
     """Who plays which role, and what the peer interrupts with."""
 
-    version: Version
+    version: TLSVersionName
     #: True: trio_tls is the server and the pyOpenSSL peer the client.
     we_are_server: bool
 
 
 CASES = [
-    pytest.param(Case(TLS12, we_are_server=False), id="tls12-peer_server_renegotiates"),
-    pytest.param(Case(TLS12, we_are_server=True), id="tls12-peer_client_renegotiates"),
-    pytest.param(Case(TLS13, we_are_server=False), id="tls13-peer_server_post_handshake_auth"),
+    pytest.param(Case("1.2", we_are_server=False), id="tls12-peer_server_renegotiates"),
+    pytest.param(Case("1.2", we_are_server=True), id="tls12-peer_client_renegotiates"),
+    pytest.param(Case("1.3", we_are_server=False), id="tls13-peer_server_post_handshake_auth"),
 ]
 
 
 def make_pair(
-    case: Case, transport: trio.abc.Stream, sleeper: Sleeper
+    ca: TLSTestCA, case: Case, transport: trio.abc.Stream, sleeper: Sleeper
 ) -> tuple[SSLStream[trio.abc.Stream], PyOpenSSLEchoPeer]:
     """Our SSLStream over ``transport`` and the peer that will sit on the other end."""
     if case.we_are_server:
-        ctx = server_context(case.version)
+        ctx = ca.server_context(version=case.version)
         # OpenSSL 3 refuses client-initiated renegotiation unless the server allows it.
         ctx.options |= OP_ALLOW_CLIENT_RENEGOTIATION
-        peer = PyOpenSSLEchoPeer.client(case.version, every=EVERY, limit=LIMIT, sleeper=sleeper)
+        peer = PyOpenSSLEchoPeer.client(ca, case.version, every=EVERY, limit=LIMIT, sleeper=sleeper)
         return SSLStream(transport, ctx, server_side=True), peer
-    ctx = client_context(case.version)
-    if case.version == TLS13:
-        enable_post_handshake_auth(ctx)
-    peer = PyOpenSSLEchoPeer.server(case.version, every=EVERY, limit=LIMIT, sleeper=sleeper)
-    return SSLStream(transport, ctx, server_hostname=SERVER_HOSTNAME), peer
+    ctx = ca.client_context(version=case.version)
+    if case.version == "1.3":
+        # Answer the peer's post-handshake CertificateRequests.
+        ca.client_cert.configure_cert(ctx)
+        ctx.post_handshake_auth = True
+    peer = PyOpenSSLEchoPeer.server(ca, case.version, every=EVERY, limit=LIMIT, sleeper=sleeper)
+    return SSLStream(transport, ctx, server_hostname=SERVER_NAME), peer
 
 
 class Traffic(enum.Enum):
@@ -187,7 +179,7 @@ async def exchange_and_check(
         assert peer.connection.total_renegotiations() == peer.completed
     else:
         assert peer.verified_client_certificates == peer.completed
-    assert stream.version() == case.version.name
+    assert stream.version() == f"TLSv{case.version}"
     stats = stream.statistics()
     assert stats.bytes_sent == stats.bytes_received == PAYLOAD_SIZE + rounds
 
@@ -216,11 +208,15 @@ TRAFFIC = [pytest.param(t, id=t.value) for t in Traffic]
 @pytest.mark.parametrize("traffic", TRAFFIC)
 @pytest.mark.parametrize("case", CASES)
 async def test_rehandshakes_memory(
-    case: Case, traffic: Traffic, seed: int, autojump_clock: trio.testing.MockClock
+    tls_ca: TLSTestCA,
+    case: Case,
+    traffic: Traffic,
+    seed: int,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     ours, theirs = trio.testing.memory_stream_pair()
     sleeper = seeded_sleeper(seed, 0.01)
-    stream, peer = make_pair(case, ours, sleeper)
+    stream, peer = make_pair(tls_ca, case, ours, sleeper)
     # Virtual time: a deadlock jumps straight to this deadline instead of hanging.
     with trio.fail_after(3600):
         async with trio.open_nursery() as nursery:
@@ -231,15 +227,11 @@ async def test_rehandshakes_memory(
 
 @pytest.mark.parametrize("traffic", TRAFFIC)
 @pytest.mark.parametrize("case", CASES)
-async def test_rehandshakes_tcp(case: Case, traffic: Traffic) -> None:
+async def test_rehandshakes_tcp(tls_ca: TLSTestCA, case: Case, traffic: Traffic) -> None:
     with trio.fail_after(30):
-        listeners = await trio.open_tcp_listeners(0, host=SERVER_ADDRESS)
-        async with listeners[0], trio.open_nursery() as nursery:
-            port = listeners[0].socket.getsockname()[1]
-            ours = await trio.open_tcp_stream(SERVER_ADDRESS, port)
-            theirs = await listeners[0].accept()
-            async with ours, theirs:
-                stream, peer = make_pair(case, ours, checkpoint_only)
-                nursery.start_soon(peer.serve, theirs)
-                rounds = await exchange_and_check(stream, peer, case, traffic, 7, checkpoint_only)
+        ours, theirs = await loopback_tcp_pair()
+        async with trio.open_nursery() as nursery, ours, theirs:
+            stream, peer = make_pair(tls_ca, case, ours, checkpoint_only)
+            nursery.start_soon(peer.serve, theirs)
+            rounds = await exchange_and_check(stream, peer, case, traffic, 7, checkpoint_only)
     assert peer.received == peer.echoed == PAYLOAD_SIZE + rounds

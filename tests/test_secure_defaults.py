@@ -1,9 +1,10 @@
-"""The helpers are safe when called with nothing but a host and port.
+"""The defaults are safe: a client made with nothing but a host and port verifies.
 
-Checked: certificates and host names are verified by default; TLS below 1.2 is
-refused; a client without ``server_hostname`` fails at once with a clear error; and
-each kind of bad certificate (expired, wrong host, self-signed, unknown CA) fails
-the handshake with ``BrokenResourceError`` whose ``__cause__`` is an
+Checked: certificates and host names are verified by default (by
+``default_client_context``, and by the testing kit's client contexts too); TLS below
+1.2 is refused; a client without ``server_hostname`` fails at once with a clear
+error; and each kind of bad certificate (expired, wrong host, self-signed, unknown
+CA) fails the handshake with ``BrokenResourceError`` whose ``__cause__`` is an
 ``ssl.SSLCertVerificationError`` carrying OpenSSL's verify code for that reason.
 Everything runs over loopback TCP through ``open_ssl_over_tcp_listeners`` and
 ``open_ssl_over_tcp_stream``.
@@ -12,11 +13,9 @@ Everything runs over loopback TCP through ``open_ssl_over_tcp_listeners`` and
 from __future__ import annotations
 
 import datetime
-import gc
-import os
 import ssl
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
@@ -35,6 +34,8 @@ from trio_tls import (
 )
 from trio_tls.testing import TLSTestCA
 
+pytestmark = pytest.mark.usefixtures("no_fd_leak")
+
 # OpenSSL's X509_V_ERR_* codes (x509_vfy.h): numbers, stable across releases, unlike
 # the message text.
 CERT_HAS_EXPIRED = 10
@@ -44,21 +45,6 @@ HOSTNAME_MISMATCH = 62
 
 #: Each connection here ends in milliseconds.
 TIMEOUT = 10.0
-
-
-@pytest.fixture(autouse=True)
-def no_fd_leak() -> Iterator[None]:
-    """Every socket a test opens (ours, the peer's, listeners) is closed by its end."""
-    gc.collect()
-    before = len(os.listdir("/proc/self/fd"))
-    yield
-    gc.collect()
-    assert len(os.listdir("/proc/self/fd")) == before, "file descriptors leaked"
-
-
-@pytest.fixture(scope="module")
-def secure_ca() -> TLSTestCA:
-    return TLSTestCA()
 
 
 def _server_context(cert: trustme.LeafCert) -> ssl.SSLContext:
@@ -175,41 +161,38 @@ def test_default_client_context_verifies_and_refuses_old_tls() -> None:
     assert not context.options & getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
 
 
-def test_testing_kit_client_context_verifies_too(secure_ca: TLSTestCA) -> None:
-    context = secure_ca.client_context()
+def test_testing_kit_client_context_verifies_too(tls_ca: TLSTestCA) -> None:
+    context = tls_ca.client_context()
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert context.check_hostname
     assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
 
 
 async def test_helper_without_context_verifies_against_system_roots(
-    secure_ca: TLSTestCA,
+    tls_ca: TLSTestCA,
 ) -> None:
     """No ssl_context: the system's trust store is used, and a private CA's
     certificate is refused (the most common mistake in tests is the safe one)."""
-    client_failure, server_failures = await _handshake_failure(
-        _server_context(secure_ca.server_cert)
-    )
+    client_failure, server_failures = await _handshake_failure(_server_context(tls_ca.server_cert))
     _assert_verification_failed(client_failure, UNABLE_TO_GET_ISSUER_CERT_LOCALLY)
     _assert_peer_heard_an_alert(server_failures)
 
 
-async def test_client_without_server_hostname_fails_clearly(secure_ca: TLSTestCA) -> None:
+async def test_client_without_server_hostname_fails_clearly(tls_ca: TLSTestCA) -> None:
     """check_hostname is on, so there is nothing to check the certificate against:
     refused when the stream is made, before any byte is sent (as the stdlib's
     ``wrap_socket`` does).
 
-    Regression: ``SSLContext.wrap_bio`` does not make this check (only
-    ``wrap_socket`` does), and SSLStream passed ``server_hostname=None`` straight
-    to it, so the handshake *succeeded* against a certificate for any name: host
-    name verification was silently off.
+    ``SSLContext.wrap_bio`` does not make this check itself (only ``wrap_socket``
+    does): given ``server_hostname=None`` it lets the handshake *succeed* against a
+    certificate for any name, with host name verification silently off.
     """
     client_transport, _ = trio.testing.memory_stream_pair()
-    for context in (secure_ca.client_context(), default_client_context()):
+    for context in (tls_ca.client_context(), default_client_context()):
         with pytest.raises(ValueError, match="server_hostname"):
             SSLStream(client_transport, context)
     # With checking off, no name is needed: the caller asked for that explicitly.
-    unchecked = secure_ca.client_context()
+    unchecked = tls_ca.client_context()
     unchecked.check_hostname = False
     SSLStream(client_transport, unchecked)
 
@@ -238,24 +221,24 @@ def _client_accepting_tls11(ca: TLSTestCA) -> ssl.SSLContext:
     return context
 
 
-async def test_tls11_server_is_reachable_when_allowed(secure_ca: TLSTestCA) -> None:
+async def test_tls11_server_is_reachable_when_allowed(tls_ca: TLSTestCA) -> None:
     """Control for the next test: this machine's OpenSSL can speak TLS 1.1, so a
     refusal there is the default context's doing."""
     with trio.fail_after(TIMEOUT):
-        async with tls_server(_tls11_only_server_context(secure_ca), ServerLog()) as port:
+        async with tls_server(_tls11_only_server_context(tls_ca), ServerLog()) as port:
             stream = await open_ssl_over_tcp_stream(
-                "127.0.0.1", port, ssl_context=_client_accepting_tls11(secure_ca)
+                "127.0.0.1", port, ssl_context=_client_accepting_tls11(tls_ca)
             )
             await stream.do_handshake()
             assert stream.version() == "TLSv1.1"
             await stream.aclose()
 
 
-async def test_default_client_refuses_tls11(secure_ca: TLSTestCA) -> None:
+async def test_default_client_refuses_tls11(tls_ca: TLSTestCA) -> None:
     client_context = default_client_context()
-    secure_ca.ca.configure_trust(client_context)  # trust is not the reason here
+    tls_ca.ca.configure_trust(client_context)  # trust is not the reason here
     client_failure, server_failures = await _handshake_failure(
-        _tls11_only_server_context(secure_ca), client_context=client_context
+        _tls11_only_server_context(tls_ca), client_context=client_context
     )
     assert isinstance(client_failure.__cause__, ssl.SSLError)
     assert not isinstance(client_failure.__cause__, ssl.SSLCertVerificationError)
@@ -271,55 +254,55 @@ def _trusting_client(ca: TLSTestCA) -> ssl.SSLContext:
     return context
 
 
-async def test_expired_certificate_is_refused(secure_ca: TLSTestCA) -> None:
+async def test_expired_certificate_is_refused(tls_ca: TLSTestCA) -> None:
     now = datetime.datetime.now(datetime.UTC)
-    expired = secure_ca.ca.issue_cert(
+    expired = tls_ca.ca.issue_cert(
         "localhost",
         "127.0.0.1",
         not_before=now - datetime.timedelta(days=30),
         not_after=now - datetime.timedelta(days=1),
     )
     client_failure, server_failures = await _handshake_failure(
-        _server_context(expired), client_context=_trusting_client(secure_ca)
+        _server_context(expired), client_context=_trusting_client(tls_ca)
     )
     _assert_verification_failed(client_failure, CERT_HAS_EXPIRED)
     _assert_peer_heard_an_alert(server_failures)
 
 
-async def test_certificate_for_another_host_is_refused(secure_ca: TLSTestCA) -> None:
-    elsewhere = secure_ca.ca.issue_cert("elsewhere.example")
+async def test_certificate_for_another_host_is_refused(tls_ca: TLSTestCA) -> None:
+    elsewhere = tls_ca.ca.issue_cert("elsewhere.example")
     client_failure, server_failures = await _handshake_failure(
-        _server_context(elsewhere), host="localhost", client_context=_trusting_client(secure_ca)
+        _server_context(elsewhere), host="localhost", client_context=_trusting_client(tls_ca)
     )
     _assert_verification_failed(client_failure, HOSTNAME_MISMATCH)
     _assert_peer_heard_an_alert(server_failures)
 
 
-async def test_self_signed_certificate_is_refused(secure_ca: TLSTestCA) -> None:
+async def test_self_signed_certificate_is_refused(tls_ca: TLSTestCA) -> None:
     client_failure, server_failures = await _handshake_failure(
         _self_signed_server_context("localhost"),
         host="localhost",
-        client_context=_trusting_client(secure_ca),
+        client_context=_trusting_client(tls_ca),
     )
     _assert_verification_failed(client_failure, DEPTH_ZERO_SELF_SIGNED_CERT)
     _assert_peer_heard_an_alert(server_failures)
 
 
-async def test_certificate_from_an_untrusted_ca_is_refused(secure_ca: TLSTestCA) -> None:
+async def test_certificate_from_an_untrusted_ca_is_refused(tls_ca: TLSTestCA) -> None:
     stranger = TLSTestCA()
     client_failure, server_failures = await _handshake_failure(
-        _server_context(stranger.server_cert), client_context=_trusting_client(secure_ca)
+        _server_context(stranger.server_cert), client_context=_trusting_client(tls_ca)
     )
     _assert_verification_failed(client_failure, UNABLE_TO_GET_ISSUER_CERT_LOCALLY)
     _assert_peer_heard_an_alert(server_failures)
 
 
-async def test_the_same_server_with_a_good_certificate_is_accepted(secure_ca: TLSTestCA) -> None:
+async def test_the_same_server_with_a_good_certificate_is_accepted(tls_ca: TLSTestCA) -> None:
     """Control: the harness is not failing every handshake."""
     with trio.fail_after(TIMEOUT):
-        async with tls_server(_server_context(secure_ca.server_cert), ServerLog()) as port:
+        async with tls_server(_server_context(tls_ca.server_cert), ServerLog()) as port:
             stream = await open_ssl_over_tcp_stream(
-                "127.0.0.1", port, ssl_context=_trusting_client(secure_ca)
+                "127.0.0.1", port, ssl_context=_trusting_client(tls_ca)
             )
             await stream.do_handshake()
             assert stream.version() in ("TLSv1.2", "TLSv1.3")

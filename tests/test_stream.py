@@ -1,4 +1,8 @@
-"""SSLStream behaviour: trio's semantics, the places trio_tls fixes, every error path."""
+"""SSLStream behaviour: trio's semantics, the places trio_tls fixes, every error path.
+
+Features with a module of their own: test_statistics.py, test_session_resumption.py,
+test_post_handshake_auth.py; cancellation at every checkpoint: test_cancellation.py.
+"""
 
 from __future__ import annotations
 
@@ -18,19 +22,15 @@ from trio_tls._engine import _is_eof
 from trio_tls._stream import CLOSE_NOTIFY_SEND_TIMEOUT
 from trio_tls.testing import (
     SERVER_NAME,
+    StreamPair,
     TLSTestCA,
     TLSVersionName,
+    handshake_pair,
     tls_lockstep_stream_pair,
     tls_memory_stream_pair,
 )
 
-Pair = tuple[SSLStream[Stream], SSLStream[Stream]]
-
-
-async def handshake_both(client: SSLStream[Any], server: SSLStream[Any]) -> None:
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(client.do_handshake)
-        nursery.start_soon(server.do_handshake)
+from .helpers.streams import MEMORY_AND_TCP, Transports, handshaken_pair
 
 
 async def expect_broken(
@@ -43,7 +43,7 @@ async def expect_broken(
     return info.value
 
 
-def untrusted_pair(ca: TLSTestCA, version: TLSVersionName) -> Pair:
+def untrusted_pair(ca: TLSTestCA, version: TLSVersionName) -> StreamPair:
     """A client that trusts some other CA: its handshake must fail verification."""
     return tls_memory_stream_pair(
         client_context=TLSTestCA().client_context(version=version),
@@ -51,14 +51,15 @@ def untrusted_pair(ca: TLSTestCA, version: TLSVersionName) -> Pair:
     )
 
 
-# -- fixes over trio ----------------------------------------------------------------
+# -- a failed handshake ----------------------------------------------------------------
 
 
 async def test_every_task_waiting_for_a_failed_lazy_handshake_gets_the_failure(
-    ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
-    """trio leaves the second task hanging forever (TLS-PITFALLS 1)."""
-    client, server = untrusted_pair(ca, version)
+    """Every task waiting for the lazy handshake gets its failure; none is left
+    hanging (trio leaves the second task waiting forever)."""
+    client, server = untrusted_pair(tls_ca, tls_version)
     causes: list[BaseException | None] = []
 
     async def use(call: Callable[[], Awaitable[object]]) -> None:
@@ -79,10 +80,11 @@ async def test_every_task_waiting_for_a_failed_lazy_handshake_gets_the_failure(
 
 
 async def test_fatal_alert_reaches_the_peer_before_the_error_is_raised(
-    ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
-    """The server learns *why* (an alert), not a bare EOF (TLS-PITFALLS 2)."""
-    client, server = untrusted_pair(ca, version)
+    """The client sends its fatal alert before raising, so the server learns *why*
+    (an alert), not just that the client went away (a bare EOF)."""
+    client, server = untrusted_pair(tls_ca, tls_version)
     server_error: list[trio.BrokenResourceError] = []
 
     async def server_side() -> None:
@@ -98,11 +100,11 @@ async def test_fatal_alert_reaches_the_peer_before_the_error_is_raised(
     assert not _is_eof(cause) and not isinstance(cause, ssl.SSLSyscallError)
 
 
-async def test_tls13_client_certificate_rejection_surfaces_as_an_alert(ca: TLSTestCA) -> None:
+async def test_tls13_client_certificate_rejection_surfaces_as_an_alert(tls_ca: TLSTestCA) -> None:
     """TLS 1.3: the client's handshake succeeds, its first read gets the server's alert."""
     client, server = tls_memory_stream_pair(
-        client_context=ca.client_context(version="1.3"),
-        server_context=ca.server_context(version="1.3", require_client_cert=True),
+        client_context=tls_ca.client_context(version="1.3"),
+        server_context=tls_ca.server_context(version="1.3", require_client_cert=True),
     )
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
@@ -112,9 +114,13 @@ async def test_tls13_client_certificate_rejection_surfaces_as_an_alert(ca: TLSTe
     assert not _is_eof(error.__cause__)
 
 
-async def test_tls13_tickets_do_not_deadlock_a_lockstep_transport(ca: TLSTestCA) -> None:
-    """anyio deadlocks here (TLS-PITFALLS 3): the client writes right after its handshake."""
-    client, server = tls_lockstep_stream_pair(ca, version="1.3")
+# -- session tickets -------------------------------------------------------------------
+
+
+async def test_tls13_tickets_do_not_deadlock_a_lockstep_transport(tls_ca: TLSTestCA) -> None:
+    """The client writes right after its handshake, while the TLS 1.3 server still
+    owes it tickets: on a zero-buffer transport that must not deadlock (anyio's does)."""
+    client, server = tls_lockstep_stream_pair(tls_ca, version="1.3")
     payload = b"x" * 100_000
     received = bytearray()
 
@@ -133,12 +139,15 @@ async def test_tls13_tickets_do_not_deadlock_a_lockstep_transport(ca: TLSTestCA)
 
 @pytest.mark.parametrize("https_compatible", [False, True], ids=["standard", "https"])
 async def test_tickets_reach_a_client_even_if_the_server_never_writes(
-    ca: TLSTestCA, https_compatible: bool
+    tls_ca: TLSTestCA, https_compatible: bool
 ) -> None:
-    """trio drops them with https_compatible=True (TLS-PITFALLS 4)."""
-    client, server = tls_memory_stream_pair(ca, version="1.3", https_compatible=https_compatible)
+    """A TLS 1.3 server that closes without writing still delivers its tickets
+    (trio drops them with https_compatible=True)."""
+    client, server = tls_memory_stream_pair(
+        tls_ca, version="1.3", https_compatible=https_compatible
+    )
     with trio.fail_after(5):
-        await handshake_both(client, server)
+        await handshake_pair(client, server)
         await client.send_all(b"request")
         assert await server.receive_some() == b"request"
         await server.aclose()
@@ -147,7 +156,7 @@ async def test_tickets_reach_a_client_even_if_the_server_never_writes(
     assert session is not None and session.has_ticket
 
 
-# -- drop-in API surface ------------------------------------------------------------
+# -- drop-in API surface ---------------------------------------------------------------
 
 AFTER_HANDSHAKE: list[Callable[[SSLStream[Stream]], object]] = [
     lambda s: s.version(),
@@ -164,20 +173,20 @@ AFTER_HANDSHAKE: list[Callable[[SSLStream[Stream]], object]] = [
 
 @pytest.mark.parametrize("read", AFTER_HANDSHAKE)
 async def test_need_handshake_error_before_and_answers_after(
-    ca: TLSTestCA, version: TLSVersionName, read: Callable[[SSLStream[Stream]], object]
+    tls_ca: TLSTestCA, tls_version: TLSVersionName, read: Callable[[SSLStream[Stream]], object]
 ) -> None:
-    client, server = tls_memory_stream_pair(ca, version=version)
+    client, server = tls_memory_stream_pair(tls_ca, version=tls_version)
     with pytest.raises(NeedHandshakeError):
         read(client)
     with pytest.raises(trio.NeedHandshakeError):  # trio's own except clauses still match
         read(server)
-    await handshake_both(client, server)
+    await handshake_pair(client, server)
     read(client)
     read(server)
 
 
-async def test_forwarded_attributes(ca: TLSTestCA, version: TLSVersionName) -> None:
-    client, server = tls_memory_stream_pair(ca, version=version)
+async def test_forwarded_attributes(tls_ca: TLSTestCA, tls_version: TLSVersionName) -> None:
+    client, server = tls_memory_stream_pair(tls_ca, version=tls_version)
     assert client.server_hostname == SERVER_NAME and server.server_hostname is None
     assert not client.server_side and server.server_side
     assert client.pending() == 0
@@ -185,33 +194,30 @@ async def test_forwarded_attributes(ca: TLSTestCA, version: TLSVersionName) -> N
         assert name in dir(client)
     with pytest.raises(AttributeError):
         client.no_such_attribute  # type: ignore[attr-defined]  # noqa: B018
-    other = ca.client_context(version=version)
+    other = tls_ca.client_context(version=tls_version)
     client.context = other
     assert client.context is other
-    await handshake_both(client, server)
-    assert client.version() == f"TLSv{version}"
+    await handshake_pair(client, server)
+    assert client.version() == f"TLSv{tls_version}"
     peer = client.getpeercert()
     assert peer is not None and ("DNS", SERVER_NAME) in peer["subjectAltName"]
     assert client.session_reused is False
 
 
-def test_unicode_server_hostname_is_idna_2008_encoded(ca: TLSTestCA) -> None:
+def test_unicode_server_hostname_is_idna_2008_encoded(tls_ca: TLSTestCA) -> None:
     client = SSLStream(
-        trio.testing.memory_stream_pair()[0], ca.client_context(), server_hostname="bücher.example"
+        trio.testing.memory_stream_pair()[0],
+        tls_ca.client_context(),
+        server_hostname="bücher.example",
     )
     assert client.server_hostname == "xn--bcher-kva.example"
 
 
-def test_client_with_hostname_checks_needs_a_server_hostname(ca: TLSTestCA) -> None:
-    with pytest.raises(ValueError, match="server_hostname"):
-        SSLStream(trio.testing.memory_stream_pair()[0], ca.client_context())
+# -- misuse ----------------------------------------------------------------------------
 
 
-# -- misuse -------------------------------------------------------------------------
-
-
-async def test_max_bytes_must_be_positive(ca: TLSTestCA) -> None:
-    client, _ = tls_memory_stream_pair(ca)
+async def test_max_bytes_must_be_positive(tls_ca: TLSTestCA) -> None:
+    client, _ = tls_memory_stream_pair(tls_ca)
     with pytest.raises(ValueError, match="max_bytes"):
         await client.receive_some(0)
     with pytest.raises(TypeError):
@@ -219,12 +225,12 @@ async def test_max_bytes_must_be_positive(ca: TLSTestCA) -> None:
 
 
 async def test_two_senders_or_two_receivers_are_busy(
-    ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
     for use_send in (True, False):
         # A conflict cancels the other call, which breaks the stream: fresh pair each time.
-        client, server = tls_lockstep_stream_pair(ca, version=version)
-        await handshake_both(client, server)
+        client, server = tls_lockstep_stream_pair(tls_ca, version=tls_version)
+        await handshake_pair(client, server)
         call = partial(client.send_all, b"x" * 10) if use_send else client.receive_some
         with pytest.RaisesGroup(
             trio.BusyResourceError, allow_unwrapped=True, flatten_subgroups=True
@@ -235,10 +241,10 @@ async def test_two_senders_or_two_receivers_are_busy(
 
 
 async def test_use_after_close_is_closed_resource_error(
-    ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
-    client, server = tls_memory_stream_pair(ca, version=version)
-    await handshake_both(client, server)
+    client, server = tls_memory_stream_pair(tls_ca, version=tls_version)
+    await handshake_pair(client, server)
     await client.aclose()
     for call in (
         client.do_handshake,
@@ -253,13 +259,13 @@ async def test_use_after_close_is_closed_resource_error(
         await client.aclose()  # closing twice is fine
 
 
-# -- cancellation -------------------------------------------------------------------
+# -- cancellation ----------------------------------------------------------------------
 
 
 async def test_cancelled_handshake_leaves_the_stream_broken(
-    ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
-    client, _server = tls_memory_stream_pair(ca, version=version)
+    client, _server = tls_memory_stream_pair(tls_ca, version=tls_version)
     with trio.move_on_after(0.01):
         await client.do_handshake()  # the server never answers
     for call in (client.do_handshake, client.receive_some, lambda: client.send_all(b"x")):
@@ -270,20 +276,20 @@ async def test_cancelled_handshake_leaves_the_stream_broken(
 
 
 async def test_cancelled_send_leaves_the_stream_broken(
-    ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
-    client, server = tls_lockstep_stream_pair(ca, version=version)
-    await handshake_both(client, server)
+    client, server = tls_lockstep_stream_pair(tls_ca, version=tls_version)
+    await handshake_pair(client, server)
     with trio.move_on_after(0.01):
         await client.send_all(b"x" * 100_000)  # nobody reads a lockstep transport
     await expect_broken(lambda: client.send_all(b"y"))
 
 
 async def test_cancelled_receive_after_handshake_loses_nothing(
-    ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
-    client, server = tls_memory_stream_pair(ca, version=version)
-    await handshake_both(client, server)
+    client, server = tls_memory_stream_pair(tls_ca, version=tls_version)
+    await handshake_pair(client, server)
     for round_ in range(3):
         with trio.move_on_after(0.01):
             await client.receive_some()
@@ -292,10 +298,10 @@ async def test_cancelled_receive_after_handshake_loses_nothing(
         assert await client.receive_some() == message
 
 
-async def test_receive_with_data_ready_returns_it_even_when_cancelled(ca: TLSTestCA) -> None:
+async def test_receive_with_data_ready_returns_it_even_when_cancelled(tls_ca: TLSTestCA) -> None:
     """The shielded final checkpoint: decrypted data is returned, never dropped."""
-    client, server = tls_memory_stream_pair(ca)
-    await handshake_both(client, server)
+    client, server = tls_memory_stream_pair(tls_ca)
+    await handshake_pair(client, server)
     await server.send_all(b"ready")
     await trio.testing.wait_all_tasks_blocked()
     # Pull the ciphertext into the engine without decrypting it.
@@ -307,21 +313,22 @@ async def test_receive_with_data_ready_returns_it_even_when_cancelled(ca: TLSTes
     assert await client.receive_some() == b"ready"
 
 
+# Shaped like the tests around it (a pair, its handshake, one call): each checks one call.
 async def test_cancelled_unwrap_leaves_the_stream_broken(
-    ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
-    client, server = tls_memory_stream_pair(ca, version=version)
-    await handshake_both(client, server)
+    client, server = tls_memory_stream_pair(tls_ca, version=tls_version)
+    await handshake_pair(client, server)
     with trio.move_on_after(0.01):
         await client.unwrap()  # the server never sends its close_notify
     await expect_broken(client.receive_some)
 
 
 async def test_cancelled_aclose_still_closes_the_transport(
-    ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
-    client, server = tls_lockstep_stream_pair(ca, version=version)
-    await handshake_both(client, server)
+    client, server = tls_lockstep_stream_pair(tls_ca, version=tls_version)
+    await handshake_pair(client, server)
     with trio.CancelScope() as scope:
         scope.cancel()
         await client.aclose()
@@ -331,37 +338,24 @@ async def test_cancelled_aclose_still_closes_the_transport(
         await client.send_all(b"x")
 
 
-async def test_aclose_does_not_hang_on_a_peer_that_stopped_reading(
-    ca: TLSTestCA, autojump_clock: trio.testing.MockClock
-) -> None:
-    """trio's aclose blocks forever sending close_notify here (TLS-PITFALLS 5)."""
-    client, server = tls_lockstep_stream_pair(ca, version="1.3")
-    await handshake_both(client, server)
-    start = trio.current_time()
-    await client.aclose()  # the server never reads: bounded by CLOSE_NOTIFY_SEND_TIMEOUT
-    assert trio.current_time() - start == pytest.approx(CLOSE_NOTIFY_SEND_TIMEOUT)
-    with pytest.raises(trio.ClosedResourceError):
-        await client.transport_stream.send_all(b"x")
-
-
-# -- https_compatible and EOF ---------------------------------------------------------
+# -- https_compatible and EOF ----------------------------------------------------------
 
 
 async def test_ragged_eof_is_an_error_in_standard_mode(
-    ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
-    client, server = tls_memory_stream_pair(ca, version=version)
-    await handshake_both(client, server)
+    client, server = tls_memory_stream_pair(tls_ca, version=tls_version)
+    await handshake_pair(client, server)
     await server.transport_stream.aclose()  # no close_notify
     error = await expect_broken(client.receive_some)
     assert _is_eof(error.__cause__)
 
 
 async def test_ragged_eof_reads_as_eof_in_https_mode(
-    ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
-    client, server = tls_memory_stream_pair(ca, version=version, https_compatible=True)
-    await handshake_both(client, server)
+    client, server = tls_memory_stream_pair(tls_ca, version=tls_version, https_compatible=True)
+    await handshake_pair(client, server)
     await server.send_all(b"last words")
     await server.aclose()  # https_compatible: no close_notify
     assert await client.receive_some() == b"last words"
@@ -371,10 +365,12 @@ async def test_ragged_eof_reads_as_eof_in_https_mode(
 
 @pytest.mark.parametrize("https_compatible", [False, True], ids=["standard", "https"])
 async def test_eof_during_handshake(
-    ca: TLSTestCA, version: TLSVersionName, https_compatible: bool
+    tls_ca: TLSTestCA, tls_version: TLSVersionName, https_compatible: bool
 ) -> None:
     """The server reads the ClientHello and hangs up: EOF in https mode, else broken."""
-    client, server = tls_memory_stream_pair(ca, version=version, https_compatible=https_compatible)
+    client, server = tls_memory_stream_pair(
+        tls_ca, version=tls_version, https_compatible=https_compatible
+    )
 
     async def hang_up_after_hello() -> None:
         await server.transport_stream.receive_some()
@@ -389,9 +385,11 @@ async def test_eof_during_handshake(
             assert _is_eof(error.__cause__) or isinstance(error.__cause__, ssl.SSLSyscallError)
 
 
-async def test_close_notify_then_eof_reads_as_eof(ca: TLSTestCA, version: TLSVersionName) -> None:
-    client, server = tls_memory_stream_pair(ca, version=version)
-    await handshake_both(client, server)
+async def test_close_notify_then_eof_reads_as_eof(
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
+) -> None:
+    client, server = tls_memory_stream_pair(tls_ca, version=tls_version)
+    await handshake_pair(client, server)
     await server.send_all(b"bye")
     await server.aclose()
     assert await client.receive_some() == b"bye"
@@ -399,12 +397,14 @@ async def test_close_notify_then_eof_reads_as_eof(ca: TLSTestCA, version: TLSVer
     assert await client.receive_some() == b""
 
 
-# -- unwrap, STARTTLS, TLS in TLS -----------------------------------------------------
+# -- unwrap, STARTTLS, TLS in TLS ------------------------------------------------------
 
 
-async def test_unwrap_returns_trailing_plaintext(ca: TLSTestCA, version: TLSVersionName) -> None:
-    client, server = tls_memory_stream_pair(ca, version=version)
-    await handshake_both(client, server)
+async def test_unwrap_returns_trailing_plaintext(
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
+) -> None:
+    client, server = tls_memory_stream_pair(tls_ca, version=tls_version)
+    await handshake_pair(client, server)
     wrapped = client.transport_stream
     client_transport: list[Stream] = []
 
@@ -429,14 +429,14 @@ async def test_unwrap_returns_trailing_plaintext(ca: TLSTestCA, version: TLSVers
 
 
 async def test_starttls_plaintext_then_tls_then_plaintext(
-    ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
     client_raw, server_raw = trio.testing.memory_stream_pair()
 
     async def server() -> None:
         assert await server_raw.receive_some() == b"STARTTLS\r\n"
         await server_raw.send_all(b"220 go ahead\r\n")
-        tls = SSLStream(server_raw, ca.server_context(version=version), server_side=True)
+        tls = SSLStream(server_raw, tls_ca.server_context(version=tls_version), server_side=True)
         assert await tls.receive_some() == b"secret"
         await tls.send_all(b"ok")
         plain, _ = await tls.unwrap()
@@ -446,7 +446,9 @@ async def test_starttls_plaintext_then_tls_then_plaintext(
         nursery.start_soon(server)
         await client_raw.send_all(b"STARTTLS\r\n")
         assert await client_raw.receive_some() == b"220 go ahead\r\n"
-        tls = SSLStream(client_raw, ca.client_context(version=version), server_hostname=SERVER_NAME)
+        tls = SSLStream(
+            client_raw, tls_ca.client_context(version=tls_version), server_hostname=SERVER_NAME
+        )
         await tls.send_all(b"secret")
         assert await tls.receive_some() == b"ok"
         plain, trailing = await tls.unwrap()
@@ -456,16 +458,18 @@ async def test_starttls_plaintext_then_tls_then_plaintext(
         assert data == b"QUIT\r\n"
 
 
-async def test_tls_inside_tls(ca: TLSTestCA, version: TLSVersionName) -> None:
-    outer_client, outer_server = tls_memory_stream_pair(ca, version=version)
+async def test_tls_inside_tls(tls_ca: TLSTestCA, tls_version: TLSVersionName) -> None:
+    outer_client, outer_server = tls_memory_stream_pair(tls_ca, version=tls_version)
     inner_client = SSLStream(
-        outer_client, ca.client_context(version=version), server_hostname=SERVER_NAME
+        outer_client, tls_ca.client_context(version=tls_version), server_hostname=SERVER_NAME
     )
-    inner_server = SSLStream(outer_server, ca.server_context(version=version), server_side=True)
+    inner_server = SSLStream(
+        outer_server, tls_ca.server_context(version=tls_version), server_side=True
+    )
     async with trio.open_nursery() as nursery:
         nursery.start_soon(inner_client.send_all, b"nested")
         assert await inner_server.receive_some() == b"nested"
-    assert inner_server.version() == outer_server.version() == f"TLSv{version}"
+    assert inner_server.version() == outer_server.version() == f"TLSv{tls_version}"
     async with trio.open_nursery() as nursery:
         nursery.start_soon(inner_client.aclose)
         nursery.start_soon(inner_server.aclose)
@@ -473,12 +477,55 @@ async def test_tls_inside_tls(ca: TLSTestCA, version: TLSVersionName) -> None:
         await outer_client.send_all(b"x")
 
 
+# -- half-close ------------------------------------------------------------------------
+
+
+async def read_to_eof(stream: SSLStream[Any]) -> bytes:
+    data = bytearray()
+    for _ in range(10_000):
+        chunk = await stream.receive_some()
+        if not chunk:
+            return bytes(data)
+        data += chunk
+    raise AssertionError("no end of stream")
+
+
+@pytest.mark.parametrize("transports", MEMORY_AND_TCP)
+async def test_half_close_request_then_reply(
+    tls_ca: TLSTestCA, tls_version: TLSVersionName, transports: Transports
+) -> None:
+    """send_eof() ends our direction; the peer still answers. Under TLS 1.2 this is
+    trio_tls's lenient mode (RFC 5246 wants an immediate close_notify in reply, but
+    OpenSSL peers, trio_tls included, keep sending)."""
+    client_ctx = tls_ca.client_context(version=tls_version)
+    server_ctx = tls_ca.server_context(version=tls_version)
+    async with handshaken_pair(transports, client_ctx, server_ctx) as (client, server):
+        with trio.fail_after(10):
+            await client.send_all(b"request")
+            await client.send_eof()
+            await client.send_eof()  # a second call does nothing
+            with pytest.raises(trio.ClosedResourceError, match="send_eof"):
+                await client.send_all(b"more")
+            assert await read_to_eof(server) == b"request"
+            await server.send_all(b"reply after your EOF")
+            await server.aclose()
+            assert await read_to_eof(client) == b"reply after your EOF"
+            assert await client.receive_some() == b""  # both close_notifys: still EOF
+
+
+async def test_is_a_half_closeable_stream(tls_ca: TLSTestCA) -> None:
+    client, _ = tls_memory_stream_pair(tls_ca)
+    assert isinstance(client, trio.abc.HalfCloseableStream)
+
+
 # -- checkpoints and full duplex -------------------------------------------------------
 
 
-async def test_every_public_method_is_a_checkpoint(ca: TLSTestCA, version: TLSVersionName) -> None:
-    client, server = tls_memory_stream_pair(ca, version=version)
-    await handshake_both(client, server)
+async def test_every_public_method_is_a_checkpoint(
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
+) -> None:
+    client, server = tls_memory_stream_pair(tls_ca, version=tls_version)
+    await handshake_pair(client, server)
     await server.send_all(b"data")
     await trio.testing.wait_all_tasks_blocked()
     with assert_checkpoints():
@@ -498,9 +545,9 @@ async def test_every_public_method_is_a_checkpoint(ca: TLSTestCA, version: TLSVe
 
 
 async def test_full_duplex_one_sender_one_receiver_each_side(
-    ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
-    client, server = tls_lockstep_stream_pair(ca, version=version)
+    client, server = tls_lockstep_stream_pair(tls_ca, version=tls_version)
     size = 300_000
     blob = bytes(range(256)) * (size // 256)
 
@@ -523,8 +570,8 @@ async def test_full_duplex_one_sender_one_receiver_each_side(
             nursery.start_soon(drain, client, blob[::-1])
 
 
-async def test_send_all_larger_than_one_chunk_and_non_byte_memoryview(ca: TLSTestCA) -> None:
-    client, server = tls_memory_stream_pair(ca)
+async def test_send_all_larger_than_one_chunk_and_non_byte_memoryview(tls_ca: TLSTestCA) -> None:
+    client, server = tls_memory_stream_pair(tls_ca)
     data = bytes(range(256)) * 4096 * 2  # 2 MiB, several SEND_CHUNKs
     words = memoryview(bytearray(data)).cast("I")
     got = bytearray()
@@ -540,29 +587,33 @@ async def test_send_all_larger_than_one_chunk_and_non_byte_memoryview(ca: TLSTes
     assert client.statistics().bytes_sent == len(data)
 
 
-# -- deadlines ------------------------------------------------------------------------
+# -- deadlines and bounded closing -----------------------------------------------------
 
 
-async def test_handshake_timeout_raises_broken_caused_by_too_slow(ca: TLSTestCA) -> None:
+async def test_handshake_timeout_raises_broken_caused_by_too_slow(tls_ca: TLSTestCA) -> None:
     client_raw, _silent = trio.testing.memory_stream_pair()
-    server = SSLStream(client_raw, ca.server_context(), server_side=True, handshake_timeout=0.05)
+    server = SSLStream(
+        client_raw, tls_ca.server_context(), server_side=True, handshake_timeout=0.05
+    )
     error = await expect_broken(server.do_handshake, trio.TooSlowError)
     assert "0.05" in str(error)
     await expect_broken(server.receive_some)
 
 
 async def test_close_timeout_waits_for_the_peer_close_notify(
-    ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
     client_transport, server_transport = trio.testing.memory_stream_pair()
     client = SSLStream(
         client_transport,
-        ca.client_context(version=version),
+        tls_ca.client_context(version=tls_version),
         server_hostname=SERVER_NAME,
         close_timeout=5,
     )
-    server = SSLStream(server_transport, ca.server_context(version=version), server_side=True)
-    await handshake_both(client, server)
+    server = SSLStream(
+        server_transport, tls_ca.server_context(version=tls_version), server_side=True
+    )
+    await handshake_pair(client, server)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(client.aclose)
         await trio.testing.wait_all_tasks_blocked()
@@ -572,14 +623,28 @@ async def test_close_timeout_waits_for_the_peer_close_notify(
         await server.aclose()
 
 
-async def test_close_timeout_gives_up_on_a_silent_peer(ca: TLSTestCA) -> None:
+async def test_close_timeout_gives_up_on_a_silent_peer(tls_ca: TLSTestCA) -> None:
     client_transport, server_transport = trio.testing.memory_stream_pair()
     client = SSLStream(
-        client_transport, ca.client_context(), server_hostname=SERVER_NAME, close_timeout=0.05
+        client_transport, tls_ca.client_context(), server_hostname=SERVER_NAME, close_timeout=0.05
     )
-    server = SSLStream(server_transport, ca.server_context(), server_side=True)
-    await handshake_both(client, server)
+    server = SSLStream(server_transport, tls_ca.server_context(), server_side=True)
+    await handshake_pair(client, server)
     with trio.fail_after(5):
         await client.aclose()  # the server never answers; aclose returns anyway
     with pytest.raises(trio.ClosedResourceError):
         await client_transport.send_all(b"x")
+
+
+async def test_aclose_does_not_hang_on_a_peer_that_stopped_reading(
+    tls_ca: TLSTestCA, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Sending close_notify to a peer that stopped reading is bounded: aclose() gives
+    up after CLOSE_NOTIFY_SEND_TIMEOUT and closes the transport (trio's blocks forever)."""
+    client, server = tls_lockstep_stream_pair(tls_ca, version="1.3")
+    await handshake_pair(client, server)
+    start = trio.current_time()
+    await client.aclose()  # the server never reads: bounded by CLOSE_NOTIFY_SEND_TIMEOUT
+    assert trio.current_time() - start == pytest.approx(CLOSE_NOTIFY_SEND_TIMEOUT)
+    with pytest.raises(trio.ClosedResourceError):
+        await client.transport_stream.send_all(b"x")

@@ -42,23 +42,10 @@ from trio_tls.testing import (
     tls_memory_stream_pair,
 )
 
+from .helpers.streams import both, receive_exactly
+
 # A message longer than one TLS record (16 KiB of plaintext), sent with one send_all.
 BIG_MESSAGE = bytes(range(256)) * 100
-
-
-async def both(*sides: Callable[[], Awaitable[object]]) -> None:
-    async with trio.open_nursery() as nursery:
-        for side in sides:
-            nursery.start_soon(side)
-
-
-async def receive_exactly(stream: Stream, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        chunk = await stream.receive_some()
-        assert chunk, f"EOF after {len(data)} of {size} bytes"
-        data += chunk
-    return bytes(data)
 
 
 async def exchange(pair: StreamPair, payload: bytes = b"ping") -> None:
@@ -512,6 +499,7 @@ async def test_check_tls_stream_passes_over_memory_and_tcp(
     await check_tls_stream(tcp)
 
 
+# Lockstep in a test of its own, under a deadline: the checks must not wait out close bounds.
 @pytest.mark.parametrize("chaos_seed", [None, 3], ids=["plain", "chaos3"])
 async def test_check_tls_stream_passes_over_lockstep(
     tls_ca: TLSTestCA, tls_version: TLSVersionName, chaos_seed: int | None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import pytest
 import trio
@@ -14,46 +14,35 @@ from trio.testing import assert_checkpoints
 
 from trio_tls import SSLStream
 from trio_tls._wire import SocketWire, StreamWire, wire_for
-from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName, tls_memory_stream_pair
+from trio_tls.testing import TLSTestCA, TLSVersionName, tls_memory_stream_pair
 
-TcpPair = tuple[SSLStream[trio.SocketStream], SSLStream[trio.SocketStream]]
-
-
-@asynccontextmanager
-async def tcp_tls_pair(ca: TLSTestCA, version: TLSVersionName) -> AsyncIterator[TcpPair]:
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    async with listeners[0] as listener:
-        port = listener.socket.getsockname()[1]
-        client_tcp = await trio.open_tcp_stream("127.0.0.1", port)
-        server_tcp = await listener.accept()
-    client = SSLStream(client_tcp, ca.client_context(version=version), server_hostname=SERVER_NAME)
-    server = SSLStream(server_tcp, ca.server_context(version=version), server_side=True)
-    try:
-        with trio.fail_after(10):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(client.do_handshake)
-                nursery.start_soon(server.do_handshake)
-        yield client, server
-    finally:
-        await trio.aclose_forcefully(client)
-        await trio.aclose_forcefully(server)
+from .helpers.streams import handshaken_pair, loopback_tcp_pair
 
 
-async def test_the_fast_path_is_taken_only_for_a_plain_socket_stream(ca: TLSTestCA) -> None:
-    async with tcp_tls_pair(ca, "1.3") as (client, _):
+def tcp_tls_pair(
+    ca: TLSTestCA, version: TLSVersionName
+) -> AbstractAsyncContextManager[tuple[SSLStream[Any], SSLStream[Any]]]:
+    """A handshaken pair over a plain loopback socket: the fast path's transport."""
+    return handshaken_pair(
+        loopback_tcp_pair, ca.client_context(version=version), ca.server_context(version=version)
+    )
+
+
+async def test_the_fast_path_is_taken_only_for_a_plain_socket_stream(tls_ca: TLSTestCA) -> None:
+    async with tcp_tls_pair(tls_ca, "1.3") as (client, _):
         assert isinstance(wire_for(client.transport_stream), SocketWire)
         # Anything else, even an SSLStream over a socket, goes through its methods.
         assert isinstance(wire_for(client), StreamWire)
-    memory_client, _ = tls_memory_stream_pair(ca)
+    memory_client, _ = tls_memory_stream_pair(tls_ca)
     assert isinstance(wire_for(memory_client.transport_stream), StreamWire)
 
 
 async def test_backpressure_partial_sends_deliver_everything_in_order(
-    ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
     """A slow reader fills the kernel buffers, so sends go through wait_writable."""
     blob = bytes(range(256)) * (2 * 1024 * 1024 // 256)
-    async with tcp_tls_pair(ca, version) as (client, server):
+    async with tcp_tls_pair(tls_ca, tls_version) as (client, server):
         client.transport_stream.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
         received = bytearray()
 
@@ -69,8 +58,8 @@ async def test_backpressure_partial_sends_deliver_everything_in_order(
         assert received == blob
 
 
-async def test_closing_the_transport_wakes_a_waiting_receive(ca: TLSTestCA) -> None:
-    async with tcp_tls_pair(ca, "1.3") as (client, _server):
+async def test_closing_the_transport_wakes_a_waiting_receive(tls_ca: TLSTestCA) -> None:
+    async with tcp_tls_pair(tls_ca, "1.3") as (client, _server):
 
         async def receive_expecting_closed() -> None:
             with pytest.raises(trio.ClosedResourceError):
@@ -82,15 +71,15 @@ async def test_closing_the_transport_wakes_a_waiting_receive(ca: TLSTestCA) -> N
             await client.transport_stream.aclose()
 
 
-async def test_sending_on_a_closed_transport_is_closed_resource_error(ca: TLSTestCA) -> None:
-    async with tcp_tls_pair(ca, "1.2") as (client, _server):
+async def test_sending_on_a_closed_transport_is_closed_resource_error(tls_ca: TLSTestCA) -> None:
+    async with tcp_tls_pair(tls_ca, "1.2") as (client, _server):
         await client.transport_stream.aclose()
         with pytest.raises(trio.ClosedResourceError):
             await client.send_all(b"x")
 
 
-async def test_peer_reset_is_broken_resource_error_with_the_os_error(ca: TLSTestCA) -> None:
-    async with tcp_tls_pair(ca, "1.3") as (client, server):
+async def test_peer_reset_is_broken_resource_error_with_the_os_error(tls_ca: TLSTestCA) -> None:
+    async with tcp_tls_pair(tls_ca, "1.3") as (client, server):
         # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
         server.transport_stream.setsockopt(
             socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
@@ -108,9 +97,9 @@ async def test_peer_reset_is_broken_resource_error_with_the_os_error(ca: TLSTest
 
 
 async def test_fast_path_calls_are_still_checkpoints(
-    ca: TLSTestCA, version: TLSVersionName
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
-    async with tcp_tls_pair(ca, version) as (client, server):
+    async with tcp_tls_pair(tls_ca, tls_version) as (client, server):
         await server.send_all(b"ready")
         await trio.sleep(0.05)  # the record is in the kernel: receive will not block
         with assert_checkpoints():
@@ -120,8 +109,8 @@ async def test_fast_path_calls_are_still_checkpoints(
         assert await server.receive_some() == b"fits in the socket buffer"
 
 
-async def test_a_cancelled_fast_path_receive_loses_nothing(ca: TLSTestCA) -> None:
-    async with tcp_tls_pair(ca, "1.3") as (client, server):
+async def test_a_cancelled_fast_path_receive_loses_nothing(tls_ca: TLSTestCA) -> None:
+    async with tcp_tls_pair(tls_ca, "1.3") as (client, server):
         for round_ in range(5):
             with trio.move_on_after(0.01):
                 await client.receive_some()

@@ -1,6 +1,7 @@
 """Fixtures for the command-line tests: certificate files, good and bad.
 
 Files, not contexts: the CLI and the tools it is tested against (openssl, curl) read paths.
+Every certificate comes from the session's CA (the ``tls_ca`` fixture).
 """
 
 from __future__ import annotations
@@ -8,20 +9,16 @@ from __future__ import annotations
 import ssl
 
 import pytest
-import trustme
 from cryptography.hazmat.primitives import serialization
+
+from trio_tls.testing import TLSTestCA
 
 from ..helpers.cli import Files
 
 
 @pytest.fixture(scope="session")
-def issuer() -> trustme.CA:
-    """The CA behind :class:`Files` (trustme directly: we need files and bad dates)."""
-    return trustme.CA()
-
-
-@pytest.fixture(scope="session")
-def files(issuer: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Files:
+def files(tls_ca: TLSTestCA, tmp_path_factory: pytest.TempPathFactory) -> Files:
+    issuer = tls_ca.ca
     root = tmp_path_factory.mktemp("pem")
     client = issuer.issue_cert("client@example.org")
     client_der = ssl.PEM_cert_to_DER_cert(client.cert_chain_pems[0].bytes().decode())
@@ -34,8 +31,9 @@ def files(issuer: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Files
 
 
 @pytest.fixture(scope="session")
-def pems(issuer: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def pems(tls_ca: TLSTestCA, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Files that are wrong in one way each, by name."""
+    issuer = tls_ca.ca
     root = tmp_path_factory.mktemp("bad-pem")
     leaf = issuer.issue_cert("client@example.org")
     other = issuer.issue_cert("other@example.org")

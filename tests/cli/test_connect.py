@@ -14,6 +14,7 @@ import trio
 import trustme
 
 from trio_tls._cli.certs import parse_der
+from trio_tls.testing import TLSTestCA
 
 from ..helpers.cli import (
     VERSIONS,
@@ -136,10 +137,10 @@ def test_connect_alpn_mismatch(files: Files) -> None:
 
 @pytest.mark.parametrize(("flag", "version"), VERSIONS)
 async def test_expired_certificate(
-    flag: str, version: str, issuer: trustme.CA, files: Files
+    flag: str, version: str, tls_ca: TLSTestCA, files: Files
 ) -> None:
     now = datetime.datetime.now(datetime.UTC)
-    expired = issuer.issue_cert(
+    expired = tls_ca.ca.issue_cert(
         "localhost",
         not_before=now - datetime.timedelta(days=30),
         not_after=now - datetime.timedelta(days=3),
@@ -167,8 +168,8 @@ async def test_expired_certificate(
 
 
 @pytest.mark.parametrize(("flag", "version"), VERSIONS)
-async def test_wrong_host(flag: str, version: str, issuer: trustme.CA, files: Files) -> None:
-    async with presenting(issuer.issue_cert("a.example"), flag) as port:
+async def test_wrong_host(flag: str, version: str, tls_ca: TLSTestCA, files: Files) -> None:
+    async with presenting(tls_ca.ca.issue_cert("a.example"), flag) as port:
         result = await arun_cli(
             "connect",
             f"127.0.0.1:{port}",

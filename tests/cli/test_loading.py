@@ -27,6 +27,7 @@ from ..helpers.cli import (
             "--cafile {key_only}: no certificate in the file (it holds: ",
             id="cafile-key",
         ),
+        # One row per wrong file, alike in shape: each names the message it must give.
         pytest.param(
             [("--cert", "cert_only")],
             "--cert {cert_only}: no private key in the file; give it with --key",

@@ -17,6 +17,7 @@ import trustme
 
 from trio_tls._cli.certs import parse_der
 
+# Much of test_connect.py's list: both run the CLI through the same helpers.
 from ..helpers.cli import (
     RUN_TIMEOUT,
     VERSIONS,

@@ -24,13 +24,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from .tls import (
-    SERVER_ADDRESS,
-    SERVER_HOSTNAME,
-    Version,
-    certificate_authority,
-    server_certificate,
-)
+from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName
+
+#: Where every peer listens; the kit's server certificate is valid for this address
+#: and for :data:`~trio_tls.testing.SERVER_NAME`, the name clients connect by.
+SERVER_ADDRESS = "127.0.0.1"
 
 #: Upper bound for any single blocking socket operation in a peer thread. Generous
 #: because the suite shares two cores with other jobs; a healthy run never gets near it.
@@ -41,30 +39,40 @@ SOCKET_TIMEOUT = 15.0
 PORT_ATTEMPTS = 5
 
 
-# --- files for the command line tools ---------------------------------------------------
+# --- files and switches for the command line tools ---------------------------------------
 
 
 @dataclass(frozen=True)
 class PemFiles:
-    """The test PKI written out for tools that only read files."""
+    """A :class:`~trio_tls.testing.TLSTestCA` written out for tools that only read files."""
 
     ca: Path
     cert: Path
     key: Path
 
 
-def write_pem_files(directory: Path) -> PemFiles:
-    """Write the CA certificate, the server chain and its key into ``directory``."""
-    leaf = server_certificate()
+def write_pem_files(ca: TLSTestCA, directory: Path) -> PemFiles:
+    """Write ``ca``'s certificate, its server chain and that key into ``directory``."""
+    leaf = ca.server_cert
     files = PemFiles(
         ca=directory / "ca.pem", cert=directory / "cert.pem", key=directory / "key.pem"
     )
-    certificate_authority().cert_pem.write_to_path(str(files.ca))
+    ca.ca.cert_pem.write_to_path(str(files.ca))
     # The chain file may hold the leaf plus intermediates; trustme issues directly
     # from the root, so this is one certificate, but writing all keeps it general.
     files.cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
     leaf.private_key_pem.write_to_path(str(files.key))
     return files
+
+
+def openssl_flag(version: TLSVersionName) -> str:
+    """The ``openssl s_server`` / ``s_client`` switch that pins ``version``."""
+    return {"1.2": "-tls1_2", "1.3": "-tls1_3"}[version]
+
+
+def curl_flags(version: TLSVersionName) -> tuple[str, ...]:
+    """The ``curl`` switches that pin exactly ``version``."""
+    return (f"--tlsv{version}", "--tls-max", version)
 
 
 def require_tool(name: str) -> str:
@@ -143,7 +151,7 @@ def blocking_echo_client(
     """
     with (
         socket.create_connection((SERVER_ADDRESS, port), timeout=SOCKET_TIMEOUT) as raw,
-        ctx.wrap_socket(raw, server_hostname=SERVER_HOSTNAME, suppress_ragged_eofs=False) as tls,
+        ctx.wrap_socket(raw, server_hostname=SERVER_NAME, suppress_ragged_eofs=False) as tls,
     ):
         echoed = bytearray()
         for offset in range(0, len(payload), chunk_size):
@@ -164,7 +172,7 @@ def blocking_echo_client(
 # --- OpenSSL command line tools and curl --------------------------------------------------
 
 
-def s_server_command(pems: PemFiles, version: Version, port: int, *extra: str) -> list[str]:
+def s_server_command(pems: PemFiles, version: TLSVersionName, port: int, *extra: str) -> list[str]:
     """``openssl s_server`` on 127.0.0.1:``port`` pinned to ``version``."""
     return [
         require_tool("openssl"),
@@ -175,7 +183,7 @@ def s_server_command(pems: PemFiles, version: Version, port: int, *extra: str) -
         str(pems.cert),
         "-key",
         str(pems.key),
-        version.openssl_flag,
+        openssl_flag(version),
         *extra,
     ]
 
@@ -198,7 +206,7 @@ async def _wait_for_accept_line(stdout: trio.abc.ReceiveStream) -> bool:
 
 @asynccontextmanager
 async def openssl_s_server(
-    pems: PemFiles, version: Version, *extra: str, log: Path
+    pems: PemFiles, version: TLSVersionName, *extra: str, log: Path
 ) -> AsyncIterator[tuple[int, trio.Process]]:
     """Run ``openssl s_server`` until the block exits; yield ``(port, process)``.
 
@@ -239,7 +247,7 @@ async def _kill(proc: trio.Process) -> None:
             await proc.stdout.aclose()
 
 
-def s_client_command(pems: PemFiles, version: Version, port: int) -> list[str]:
+def s_client_command(pems: PemFiles, version: TLSVersionName, port: int) -> list[str]:
     """``openssl s_client`` that verifies the chain *and* the host name strictly.
 
     ``-quiet`` keeps stdout to the application data and implies ``-ign_eof``: the
@@ -255,17 +263,17 @@ def s_client_command(pems: PemFiles, version: Version, port: int) -> list[str]:
         str(pems.ca),
         "-verify_return_error",
         "-servername",
-        SERVER_HOSTNAME,
+        SERVER_NAME,
         "-verify_hostname",
-        SERVER_HOSTNAME,
-        version.openssl_flag,
+        SERVER_NAME,
+        openssl_flag(version),
         "-quiet",
         "-nocommands",
     ]
 
 
-def curl_command(pems: PemFiles, version: Version, port: int, *extra: str) -> list[str]:
-    """``curl`` against https://localhost:``port``/ pinned to 127.0.0.1 and ``version``."""
+def curl_command(pems: PemFiles, version: TLSVersionName, port: int, *extra: str) -> list[str]:
+    """``curl`` against ``https://{SERVER_NAME}:{port}/``, resolved to 127.0.0.1, pinned to ``version``."""
     return [
         require_tool("curl"),
         "--silent",
@@ -275,12 +283,12 @@ def curl_command(pems: PemFiles, version: Version, port: int, *extra: str) -> li
         "--cacert",
         str(pems.ca),
         "--resolve",
-        f"{SERVER_HOSTNAME}:{port}:{SERVER_ADDRESS}",
+        f"{SERVER_NAME}:{port}:{SERVER_ADDRESS}",
         "--max-time",
         "20",
-        *version.curl_flags,
+        *curl_flags(version),
         *extra,
-        f"https://{SERVER_HOSTNAME}:{port}/",
+        f"https://{SERVER_NAME}:{port}/",
     ]
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import ssl
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -35,13 +34,7 @@ import trio
 from OpenSSL import SSL
 from OpenSSL._util import lib as _openssl_lib
 
-from .tls import (
-    SERVER_HOSTNAME,
-    TLS12,
-    Version,
-    certificate_authority,
-    server_certificate,
-)
+from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName
 
 #: ``SSL_OP_ALLOW_CLIENT_RENEGOTIATION`` (OpenSSL >= 3.0, ``SSL_OP_BIT(8)``). OpenSSL 3
 #: servers reject client-initiated renegotiation by default; neither :mod:`ssl` nor
@@ -72,16 +65,16 @@ class Interruption(enum.Enum):
     POST_HANDSHAKE_AUTH = "post-handshake-auth"
 
 
-def interruption_for(version: Version) -> Interruption:
+def interruption_for(version: TLSVersionName) -> Interruption:
     """The in-band re-handshake each protocol version offers."""
-    return Interruption.RENEGOTIATE if version == TLS12 else Interruption.POST_HANDSHAKE_AUTH
+    return Interruption.RENEGOTIATE if version == "1.2" else Interruption.POST_HANDSHAKE_AUTH
 
 
-def _pyopenssl_version(version: Version) -> int:
-    return SSL.TLS1_2_VERSION if version.tls is ssl.TLSVersion.TLSv1_2 else SSL.TLS1_3_VERSION
+def _pyopenssl_version(version: TLSVersionName) -> int:
+    return SSL.TLS1_2_VERSION if version == "1.2" else SSL.TLS1_3_VERSION
 
 
-def _pinned_context(method: int, version: Version) -> SSL.Context:
+def _pinned_context(method: int, version: TLSVersionName) -> SSL.Context:
     ctx = SSL.Context(method)
     ctx.set_min_proto_version(_pyopenssl_version(version))
     ctx.set_max_proto_version(_pyopenssl_version(version))
@@ -93,7 +86,7 @@ class PyOpenSSLEchoPeer:
 
     Example::
 
-        peer = PyOpenSSLEchoPeer.server(TLS12, every=65536, limit=8)
+        peer = PyOpenSSLEchoPeer.server(TLSTestCA(), "1.2", every=65536, limit=8)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(peer.serve, transport_end)
             ...  # talk TLS on the other end, then close it
@@ -134,19 +127,26 @@ class PyOpenSSLEchoPeer:
             self._conn.set_accept_state()
         else:
             self._conn.set_connect_state()
-            self._conn.set_tlsext_host_name(SERVER_HOSTNAME.encode())
+            self._conn.set_tlsext_host_name(SERVER_NAME.encode())
 
     # --- construction ---------------------------------------------------------------
 
     @classmethod
     def server(
-        cls, version: Version, *, every: int, limit: int, sleeper: Sleeper = no_sleep
+        cls,
+        ca: TLSTestCA,
+        version: TLSVersionName,
+        *,
+        every: int,
+        limit: int,
+        sleeper: Sleeper = no_sleep,
     ) -> PyOpenSSLEchoPeer:
-        """A server presenting the test certificate; under TLS 1.3 it will demand
-        (and verify) a client certificate after the handshake, repeatedly."""
+        """A server presenting ``ca``'s server certificate; under TLS 1.3 it will
+        demand (and verify against ``ca``) a client certificate after the handshake,
+        repeatedly."""
         ctx = _pinned_context(SSL.TLS_SERVER_METHOD, version)
-        server_certificate().configure_cert(ctx)
-        certificate_authority().configure_trust(ctx)
+        ca.server_cert.configure_cert(ctx)
+        ca.ca.configure_trust(ctx)
         peer = cls(
             ctx,
             server_side=True,
@@ -160,15 +160,23 @@ class PyOpenSSLEchoPeer:
             peer._conn.set_verify(mode, peer._on_verify)
         return peer
 
+    # server()'s parameters again: the two roles differ in how they set up OpenSSL.
     @classmethod
     def client(
-        cls, version: Version, *, every: int, limit: int, sleeper: Sleeper = no_sleep
+        cls,
+        ca: TLSTestCA,
+        version: TLSVersionName,
+        *,
+        every: int,
+        limit: int,
+        sleeper: Sleeper = no_sleep,
     ) -> PyOpenSSLEchoPeer:
-        """A verifying client; only TLS 1.2 has a client-started re-handshake."""
-        if version != TLS12:
+        """A client verifying against ``ca``; only TLS 1.2 has a client-started
+        re-handshake."""
+        if version != "1.2":
             raise ValueError("a client can only start re-handshakes in TLS 1.2")
         ctx = _pinned_context(SSL.TLS_CLIENT_METHOD, version)
-        certificate_authority().configure_trust(ctx)
+        ca.ca.configure_trust(ctx)
         ctx.set_verify(SSL.VERIFY_PEER)
         return cls(
             ctx,

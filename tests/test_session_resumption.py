@@ -1,0 +1,165 @@
+"""Session resumption: ``resumable_session()`` waits for a ticket the client can
+resume with, and ``session=`` resumes it, over memory pairs and real TCP.
+
+How TLS 1.3 tickets travel (held back until the server writes or closes) is tested
+in test_stream.py and, for what users can rely on, in test_ordering.py.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from trio_tls import NoSessionTicketError, SSLStream, serve_ssl_over_tcp
+from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName, tls_memory_stream_pair
+
+from .helpers.streams import MEMORY_AND_TCP, Transports, handshaken_pair
+
+
+async def first_connection_session(
+    transports: Transports, client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext
+) -> ssl.SSLSession:
+    async with handshaken_pair(transports, client_ctx, server_ctx) as (client, server):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.send_all, b"hello")
+            with trio.fail_after(10):
+                session: ssl.SSLSession = await client.resumable_session()
+        assert not client.session_reused
+        # The data read while waiting for the ticket was kept, not lost.
+        assert await client.receive_some() == b"hello"
+        return session
+
+
+@pytest.mark.parametrize("transports", MEMORY_AND_TCP)
+async def test_second_connection_resumes(
+    tls_ca: TLSTestCA, tls_version: TLSVersionName, transports: Transports
+) -> None:
+    client_ctx = tls_ca.client_context(version=tls_version)
+    server_ctx = tls_ca.server_context(version=tls_version)
+    session = await first_connection_session(transports, client_ctx, server_ctx)
+    async with handshaken_pair(transports, client_ctx, server_ctx, session=session) as (
+        client,
+        server,
+    ):
+        assert client.session_reused
+        assert server.session_reused
+        assert client.statistics().session_reused
+
+
+async def test_server_that_never_writes_still_delivers_tickets(tls_ca: TLSTestCA) -> None:
+    """https_compatible server closes without writing or close_notify: trio loses the
+    tickets there; trio_tls sends them as it closes."""
+    client_raw, server_raw = trio.testing.memory_stream_pair()
+    client = SSLStream(
+        client_raw, tls_ca.client_context(version="1.3"), server_hostname=SERVER_NAME
+    )
+    server = SSLStream(
+        server_raw, tls_ca.server_context(version="1.3"), server_side=True, https_compatible=True
+    )
+
+    async def serve() -> None:
+        assert await server.receive_some() == b"request"
+        await server.aclose()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve)
+        await client.send_all(b"request")
+        with trio.fail_after(5):
+            session = await client.resumable_session()
+    assert session.has_ticket
+
+
+async def test_no_ticket_before_close_is_a_clear_error(tls_ca: TLSTestCA) -> None:
+    server_ctx = tls_ca.server_context(version="1.3")
+    server_ctx.options |= ssl.OP_NO_TICKET
+    server_ctx.num_tickets = 0
+    client, server = tls_memory_stream_pair(
+        client_context=tls_ca.client_context(version="1.3"), server_context=server_ctx
+    )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.do_handshake)
+        await client.do_handshake()
+    await server.aclose()
+    with pytest.raises(NoSessionTicketError, match="closed"):
+        await client.resumable_session()
+
+
+async def test_resumable_session_misuse(tls_ca: TLSTestCA) -> None:
+    client, server = tls_memory_stream_pair(tls_ca)
+    with pytest.raises(ValueError, match="client"):
+        await server.resumable_session()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.do_handshake)
+        nursery.start_soon(client.receive_some)
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(trio.BusyResourceError, match="resumable_session"):
+            await client.resumable_session()
+        await server.send_all(b"x")
+
+
+async def http_like(stream: SSLStream[trio.SocketStream]) -> None:
+    """The client speaks first; our first write carries the TLS 1.3 tickets."""
+    request = await stream.receive_some()
+    await stream.send_all(b"re: " + request)
+    await stream.aclose()
+
+
+async def smtp_like(stream: SSLStream[trio.SocketStream]) -> None:
+    """The server speaks first."""
+    await stream.send_all(b"220 ready\r\n")
+    await stream.send_all(b"re: " + await stream.receive_some())
+    await stream.aclose()
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [pytest.param(http_like, id="client_first"), pytest.param(smtp_like, id="server_first")],
+)
+async def test_resumption_as_the_readme_shows_it(
+    tls_ca: TLSTestCA, handler: Callable[[SSLStream[trio.SocketStream]], Awaitable[None]]
+) -> None:
+    """TLS 1.3 over TCP: ask for the session once the server has had reason to write."""
+    client_ctx = tls_ca.client_context(version="1.3")
+
+    async def connect(port: int, **kwargs: Any) -> SSLStream[trio.SocketStream]:
+        tcp = await trio.open_tcp_stream("127.0.0.1", port)
+        return SSLStream(tcp, client_ctx, server_hostname=SERVER_NAME, **kwargs)
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            partial(
+                serve_ssl_over_tcp,
+                handler,
+                0,
+                tls_ca.server_context(version="1.3"),
+                host="127.0.0.1",
+            )
+        )
+        port = listeners[0].transport_listener.socket.getsockname()[1]
+        first = await connect(port)
+        await first.do_handshake()
+        if handler is http_like:
+            # Asking first would wait for a server that waits for us.
+            with trio.move_on_after(0.3) as waiting:
+                await first.resumable_session()
+            assert waiting.cancelled_caught
+            await first.send_all(b"GET /")  # the README's order: speak, then ask
+        with trio.fail_after(5):
+            session = await first.resumable_session()
+        if handler is smtp_like:
+            assert await first.receive_some() == b"220 ready\r\n"  # kept, not lost
+            await first.send_all(b"GET /")
+        assert await first.receive_some() == b"re: GET /"
+        await first.aclose()
+
+        second = await connect(port, session=session)
+        await second.do_handshake()
+        assert second.session_reused
+        await second.aclose()
+        nursery.cancel_scope.cancel()
