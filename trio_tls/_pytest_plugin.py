@@ -34,7 +34,6 @@ switches), an async one has a deadline (``tls_deadline`` ini option, or
 
 from __future__ import annotations
 
-import inspect
 import ssl
 from collections.abc import (
     AsyncIterator,
@@ -48,6 +47,7 @@ from typing import Any, NoReturn, TypeGuard, TypeVar
 
 import pytest
 
+from ._pytest_rules import is_async, trio_problem
 from ._pytest_runs import (
     DEFAULT_DEADLINE,
     KIT_FIXTURES,
@@ -259,7 +259,7 @@ def _check_deadline_marker(metafunc: pytest.Metafunc) -> None:
     if mark is None:
         return
     name = metafunc.definition.name
-    if KIT_FIXTURES.isdisjoint(metafunc.fixturenames) or not _is_async(metafunc.function):
+    if KIT_FIXTURES.isdisjoint(metafunc.fixturenames) or not is_async(metafunc.function):
         if _own_marker(metafunc, "tls_deadline"):
             raise _Misuse(
                 f"@pytest.mark.tls_deadline on {name} has no effect: only async tests "
@@ -312,52 +312,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 # -- rules -------------------------------------------------------------------------------
 
 
-def _test_function(item: pytest.Item) -> object:
-    function = getattr(item, "obj", None)
-    # A hypothesis test is a sync wrapper around the user's (maybe async) function.
-    inner = getattr(getattr(function, "hypothesis", None), "inner_test", None)
-    return inner if inner is not None else function
-
-
-def _is_async(function: object) -> bool:
-    return inspect.iscoroutinefunction(function)
-
-
-def _trio_mode(config: pytest.Config) -> bool:
-    try:
-        return bool(config.getini("trio_mode"))
-    except ValueError:  # pytest-trio is not there to declare the option
-        return False
-
-
-def _trio_problem(item: pytest.Item, used: list[str]) -> str | None:
-    """Why ``item`` cannot run the async fixtures ``used``, or None if it can."""
-    if len(used) == 1:
-        fixtures, works = f"the async fixture {used[0]}", "works"
-    else:
-        fixtures, works = f"the async fixtures {', '.join(used[:-1])} and {used[-1]}", "work"
-    if not item.config.pluginmanager.hasplugin("trio"):
-        return (
-            f"{item.name} uses {fixtures}, which pytest-trio runs, and pytest-trio is not "
-            "installed (or was disabled with -p no:trio). To fix it, install pytest-trio "
-            "(pip install pytest-trio)."
-        )
-    if not _is_async(_test_function(item)):
-        how = "make it an async def test"
-        if not _trio_mode(item.config):
-            how += " marked @pytest.mark.trio (or set trio_mode = true)"
-        return (
-            f"{item.name} is a regular (sync) test function, but it uses {fixtures}, "
-            f"which only {works} in an async trio test. To fix it, {how}."
-        )
-    if item.get_closest_marker("trio") is None:
-        return (
-            f"{item.name} uses {fixtures}, which only {works} in a trio test. To fix it, "
-            "mark it @pytest.mark.trio, or set trio_mode = true."
-        )
-    return None
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     # tryfirst: before any fixture is set up, so the rule comes before whatever the
@@ -366,7 +320,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if misuses:
         _usage_error("\n".join(misuses))
     used = [name for name in ASYNC_FIXTURES if name in fixturenames(item)]
-    problem = _trio_problem(item, used) if used else None
+    problem = trio_problem(item, used) if used else None
     if problem is not None:
         _usage_error(problem)
 
@@ -386,7 +340,7 @@ def _is_trio_test(item: pytest.Item) -> TypeGuard[pytest.Function]:
         isinstance(item, pytest.Function)
         and item.config.pluginmanager.hasplugin("trio")
         and item.get_closest_marker("trio") is not None
-        and _is_async(item.obj)  # not a hypothesis wrapper: those get a seed only
+        and is_async(item.obj)  # not a hypothesis wrapper: those get a seed only
     )
 
 
