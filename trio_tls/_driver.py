@@ -226,10 +226,6 @@ class Driver:
             self._room = trio.lowlevel.ParkingLot()
         await self._room.park()
 
-    def _made_room(self) -> None:
-        if self._room is not None:
-            self._room.unpark_all()
-
     # -- data, once the handshake is done ----------------------------------------------------
 
     async def _receive(self, max_bytes: int | None) -> bytes:
@@ -257,7 +253,8 @@ class Driver:
         if not yielded:
             await trio.lowlevel.cancel_shielded_checkpoint()
         self._counters.bytes_received += len(data)
-        self._made_room()
+        if self._room is not None:
+            self._room.unpark_all()  # the application took plaintext: room to read ahead
         return data
 
     async def _send(self, data: bytes | bytearray | memoryview) -> None:

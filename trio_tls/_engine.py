@@ -314,9 +314,9 @@ class TLSEngine:
         would return.
         """
         if self._in.pending:
-            failed = self._drain_before_write()
-            if failed is not None:
-                return failed
+            instead = self._drain_before_write()
+            if instead is not None:
+                return instead
         try:
             self._sslobj.write(data)
         except ssl.SSLWantReadError:
@@ -335,6 +335,9 @@ class TLSEngine:
         may consume those. trio has the same failure. So whatever is buffered is read
         first and kept for the next read; its output (say, our renegotiation hello)
         stays in the outgoing BIO ahead of the write's, in order.
+
+        Returns None when the write may go ahead, else the Step to return instead: a
+        failure, or "wants input" while the read-ahead buffer is full.
         """
         if self.peer_closed or self._read_error is not None:
             return None
@@ -445,7 +448,6 @@ class TLSEngine:
         parts: list[bytes] = []
         got = 0
         self._plaintext_pending = False
-        before = incoming.pending
         try:
             while got < limit:
                 want = limit - got

@@ -143,10 +143,13 @@ class SSLStream(Driver, ConnectionAttributes, HalfCloseableStream, Generic[T_Str
 
     # -- the handshake ------------------------------------------------------------------
 
-    async def _ensure_handshake(self) -> None:
+    async def _ensure_handshake(self) -> bool:
+        """Run the handshake, or wait for the task running it; False if it was done."""
         state = self._sm.state
         if state is State.IDLE or state is State.HANDSHAKING:
             await self._handshake.ensure()
+            return True
+        return False
 
     async def _run_handshake(self) -> None:
         self._sm.move(State.HANDSHAKING)
@@ -184,10 +187,7 @@ class SSLStream(Driver, ConnectionAttributes, HalfCloseableStream, Generic[T_Str
            later call raises :exc:`trio.BrokenResourceError`.
         """
         self._sm.check(Op.HANDSHAKE)
-        state = self._sm.state
-        if state is State.IDLE or state is State.HANDSHAKING:
-            await self._handshake.ensure()
-        else:
+        if not await self._ensure_handshake():
             await trio.lowlevel.checkpoint()
 
     # -- data -----------------------------------------------------------------------------

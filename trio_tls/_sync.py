@@ -48,8 +48,8 @@ class Once:
     """Runs an async function at most once; every caller shares its outcome.
 
     The first :meth:`ensure` runs it; later calls wait for that run to end. If it
-    failed, each caller, the first and every waiter, gets ``on_failure(error)``
-    raised. trio's own ``_Once`` leaves waiters hanging when the run fails; here the
+    failed, the first caller gets the error itself and every waiter gets
+    ``on_failure(error)`` raised. trio's own ``_Once`` leaves waiters hanging when the run fails; here the
     event is set either way.
     """
 
@@ -64,10 +64,6 @@ class Once:
         self._on_failure = on_failure
         self._done: trio.Event | None = None
         self._error: BaseException | None = None
-
-    @property
-    def started(self) -> bool:
-        return self._done is not None
 
     async def ensure(self) -> None:
         if self._done is None:
