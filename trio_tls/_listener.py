@@ -234,4 +234,9 @@ def _peer_address(transport: trio.SocketStream) -> str:
         host, port = transport.socket.getpeername()[:2]
     except OSError:  # ENOTCONN: the client reset the connection as it was accepted
         return "an unknown address"
+    return format_address(host, port)
+
+
+def format_address(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 address in brackets so its colons stay apart."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

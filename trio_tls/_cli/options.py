@@ -18,6 +18,7 @@ from typing import NamedTuple
 import idna
 
 from .._contexts import TLSVersionName
+from .._listener import format_address
 from .failure import UsageError
 
 #: The ports TCP has; 0 is not one a client can connect to.
@@ -92,8 +93,7 @@ class Address(NamedTuple):
     port: int
 
     def __str__(self) -> str:
-        # An IPv6 address needs brackets, or its colons run into the port's.
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return format_address(self.host, self.port)
 
 
 def seconds(text: str) -> float:
