@@ -3,6 +3,8 @@
 from ._exceptions import NeedHandshakeError as NeedHandshakeError
 from ._exceptions import NoSessionTicketError as NoSessionTicketError
 from ._exceptions import PostHandshakeAuthError as PostHandshakeAuthError
+from ._hello import ClientHello as ClientHello
+from ._hello import ClientHelloError as ClientHelloError
 from ._listener import SSLListener as SSLListener
 from ._listener import default_client_context as default_client_context
 from ._listener import open_ssl_over_tcp_listeners as open_ssl_over_tcp_listeners
@@ -14,6 +16,8 @@ from ._stream import SSLStream as SSLStream
 from ._version import __version__ as __version__
 
 __all__ = [
+    "ClientHello",
+    "ClientHelloError",
     "NeedHandshakeError",
     "NoSessionTicketError",
     "PostHandshakeAuthError",
