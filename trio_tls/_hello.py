@@ -141,7 +141,9 @@ def _handshake_bytes(data: bytes, max_bytes: int) -> tuple[bytes, int] | None:
 
     None while ``data`` ends before the message does.
     """
-    message, pos = b"", 0
+    # A bytearray: a hello cut into one-byte records must cost linear time, not
+    # the quadratic time of joining immutable bytes record by record.
+    message, pos = bytearray(), 0
     while True:
         header = data[pos : pos + _RECORD_HEADER]
         if header and header[0] != _HANDSHAKE_RECORD:
@@ -175,7 +177,7 @@ def _handshake_bytes(data: bytes, max_bytes: int) -> tuple[bytes, int] | None:
             if len(message) >= whole:
                 if len(message) > whole:
                     raise ClientHelloError("malformed", "bytes after the ClientHello message")
-                return message[4:], pos
+                return bytes(message[4:]), pos
 
 
 def _too_large(max_bytes: int) -> ClientHelloError:
