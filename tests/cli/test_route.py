@@ -461,3 +461,64 @@ def test_port_in_use(capsys: pytest.CaptureFixture[str]) -> None:
         status, stderr = run_main(capsys, "route", "--port", str(port), "--default", "h:1")
     assert status == 1
     assert f"route: cannot listen on 127.0.0.1:{port}" in stderr
+
+
+# --- what the router holds: backpressure and idle connections ------------------------------
+
+
+def _hello_bytes(tls_ca: TLSTestCA, name: str) -> bytes:
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = tls_ca.client_context().wrap_bio(incoming, outgoing, server_hostname=name)
+    with pytest.raises(ssl.SSLWantReadError):
+        client.do_handshake()
+    return outgoing.read()
+
+
+async def test_a_client_that_does_not_read_holds_the_backend_back(tls_ca: TLSTestCA) -> None:
+    """The router buffers a bounded amount: the backend's sends stall, nothing is lost.
+
+    After the hello the router only copies bytes, so the backend here sends plain
+    bytes, much more than the kernel's socket buffers can hold on the way.
+    """
+    total, chunk = 64 << 20, bytes(16 << 10)
+    sent = 0
+
+    async def backend(stream: trio.SocketStream) -> None:
+        nonlocal sent
+        await stream.receive_some()  # the hello
+        while sent < total:
+            await stream.send_all(chunk)
+            sent += len(chunk)
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, backend, 0, host="127.0.0.1"))
+        backend_port = listeners[0].socket.getsockname()[1]
+        with route("--to", f"d.example=127.0.0.1:{backend_port}") as router:
+            with trio.fail_after(RUN_TIMEOUT):
+                client = await trio.open_tcp_stream("127.0.0.1", port_of(router))
+                await client.send_all(_hello_bytes(tls_ca, "d.example"))
+                # Wait (bounded) until the backend makes no progress for a while.
+                before = -1
+                while sent != before:
+                    before = sent
+                    await trio.sleep(0.5)
+                stalled_at = sent
+                received = 0
+                while data := await client.receive_some(1 << 20):
+                    received += len(data)
+                await client.aclose()
+        nursery.cancel_scope.cancel()
+    assert 0 < stalled_at < total // 2
+    assert received == total
+
+
+def test_an_idle_connection_is_dropped(routed: Routed, tls_ca: TLSTestCA) -> None:
+    backend = routed.backends["a.example"]
+    with route("--to", f"a.example=127.0.0.1:{backend}", "--idle-timeout", "1") as router:
+        sock = socket.create_connection(("127.0.0.1", port_of(router)), timeout=RUN_TIMEOUT)
+        with tls_ca.client_context().wrap_socket(sock, server_hostname="a.example") as tls:
+            # Handshake done, then silence: the router gives up after a second.
+            line = read_until(router, rb"\d\d:\d\d:\d\d  .* a\.example .*\n")[0].decode()
+            assert tls.recv(1) == b""
+    assert line.endswith("failed: nothing moved either way for 1 s\n"), line
