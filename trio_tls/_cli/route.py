@@ -222,7 +222,11 @@ class Connection:
 
 async def handle(client: trio.SocketStream, *, opts: RouteOptions, tally: Tally) -> None:
     """Route one client. Its failures are logged, never raised: others carry on."""
-    connection = Connection(str(Address(*client.socket.getpeername()[:2])))
+    try:
+        peer = str(Address(*client.socket.getpeername()[:2]))
+    except OSError:  # reset between accept() and here: its line still gets logged
+        peer = "(gone)"
+    connection = Connection(peer)
     try:
         await _route_one(client, connection, opts)
     except ClientHelloError as exc:
@@ -231,6 +235,9 @@ async def handle(client: trio.SocketStream, *, opts: RouteOptions, tally: Tally)
         connection.fail(str(exc))
     except (trio.BrokenResourceError, OSError) as exc:
         connection.fail(explain(exc, peer="client"))
+    except trio.Cancelled:
+        connection.fail("cut short: the router is stopping")
+        raise
     finally:
         await client.aclose()
         connection.log()
