@@ -10,6 +10,7 @@ from ._listener import default_client_context as default_client_context
 from ._listener import open_ssl_over_tcp_listeners as open_ssl_over_tcp_listeners
 from ._listener import open_ssl_over_tcp_stream as open_ssl_over_tcp_stream
 from ._listener import serve_ssl_over_tcp as serve_ssl_over_tcp
+from ._preread import read_client_hello as read_client_hello
 from ._sni import select_context_by_sni as select_context_by_sni
 from ._statistics import TLSStatistics as TLSStatistics
 from ._stream import SSLStream as SSLStream
@@ -28,6 +29,7 @@ __all__ = [
     "default_client_context",
     "open_ssl_over_tcp_listeners",
     "open_ssl_over_tcp_stream",
+    "read_client_hello",
     "select_context_by_sni",
     "serve_ssl_over_tcp",
 ]
