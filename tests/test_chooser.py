@@ -175,6 +175,32 @@ async def test_chosen_post_handshake_auth_applies(tls_ca: TLSTestCA) -> None:
     assert got == [True, True]
 
 
+async def test_sessions_resume_under_the_chosen_context(
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
+) -> None:
+    """Tickets are the chosen context's: the same name resumes, another name does not."""
+    contexts = {name: server_context_for(tls_ca, name) for name in NAMES}
+    client_context = tls_ca.client_context(version=tls_version)
+
+    async def talk(
+        port: int, name: str, session: ssl.SSLSession | None
+    ) -> tuple[bool, ssl.SSLSession]:
+        """Connect as ``name``; whether it resumed ``session``, and the session to resume it."""
+        with trio.fail_after(10):
+            tcp = await trio.open_tcp_stream("127.0.0.1", port)
+            stream = SSLStream(tcp, client_context, server_hostname=name, session=session)
+            async with stream:
+                await stream.send_all(b"x")  # the server sends its tickets with the reply
+                next_session = await stream.resumable_session()
+                assert await stream.receive_some() == b"x"
+                return stream.session_reused, next_session
+
+    async with serving(by_name(contexts)) as port:
+        _, session = await talk(port, "a.example", None)
+        assert (await talk(port, "a.example", session))[0]
+        assert not (await talk(port, "b.example", session))[0]
+
+
 async def test_statistics_report_time_spent_choosing(tls_ca: TLSTestCA) -> None:
     seen: list[float | None] = []
     chosen = server_context_for(tls_ca, "a.example")

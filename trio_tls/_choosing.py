@@ -42,9 +42,16 @@ from ._hello import DEFAULT_MAX_HELLO_BYTES, ClientHello, ClientHelloError, pars
 if TYPE_CHECKING:
     from ._driver import Driver
 
-#: An async callable that picks the server's context for a ClientHello. Give one
-#: wherever a server takes an ``ssl.SSLContext``. Raise :exc:`LookupError` to refuse
-#: the name (the client gets an ``unrecognized_name`` alert).
+#: An async callable that picks the server's context for a ClientHello (trio_tls
+#: extension). Give one wherever a server takes an ``ssl_context``: it is awaited in
+#: the connection's own task, inside the handshake and its deadline, and the
+#: connection is then created from the context it returns, so every setting of that
+#: context applies (verify mode, post-handshake auth, ALPN, versions, options,
+#: ciphers, tickets). Raise :exc:`LookupError` to refuse the name (the client gets an
+#: ``unrecognized_name`` alert); any other exception, or the deadline expiring,
+#: sends ``internal_error``. Either way the handshake raises
+#: :exc:`trio.BrokenResourceError` from a :exc:`ContextChoiceError` naming the server
+#: name and the cause. :class:`~trio_tls.ContextCache` makes one from ``load(name)``.
 ContextChooser: TypeAlias = Callable[[ClientHello], Awaitable[ssl.SSLContext]]
 
 _RECORD_HEADER = 5
