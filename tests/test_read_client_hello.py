@@ -18,24 +18,8 @@ import trio_tls
 from trio_tls import ClientHelloError, SSLStream, read_client_hello
 from trio_tls.testing import SERVER_NAME, TLSTestCA
 
+from .helpers.hellos import client_hello, reframe
 from .helpers.streams import both, loopback_tcp_pair
-
-
-def _client_hello(context: ssl.SSLContext, hostname: str | None) -> bytes:
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    client = context.wrap_bio(incoming, outgoing, server_hostname=hostname)
-    with pytest.raises(ssl.SSLWantReadError):
-        client.do_handshake()
-    return outgoing.read()
-
-
-def _reframe(hello: bytes, size: int) -> bytes:
-    """The same handshake message carried in records of at most ``size`` bytes."""
-    message = hello[5:]
-    return b"".join(
-        b"\x16\x03\x01" + len(part).to_bytes(2, "big") + part
-        for part in (message[i : i + size] for i in range(0, len(message), size))
-    )
 
 
 class _OneByteAtATime(trio.abc.Stream):
@@ -95,7 +79,7 @@ def client_context(tls_ca: TLSTestCA, request: pytest.FixtureRequest) -> ssl.SSL
 
 
 async def test_the_hello_and_not_one_byte_more(client_context: ssl.SSLContext) -> None:
-    hello = _client_hello(client_context, "bücher.example")
+    hello = client_hello(client_context, "bücher.example")
     client, server = await loopback_tcp_pair()
     async with client, server:
         # The client's next flight is already behind the hello in the socket.
@@ -141,7 +125,7 @@ async def test_one_byte_per_receive_then_a_server_completes_the_handshake(
 
 @pytest.mark.parametrize("size", [1, 100])
 async def test_a_hello_over_many_small_records(client_context: ssl.SSLContext, size: int) -> None:
-    hello = _reframe(_client_hello(client_context, SERVER_NAME), size)
+    hello = reframe(client_hello(client_context, SERVER_NAME), size)
     client, server = trio.testing.memory_stream_pair()
     await client.send_all(hello + b"after")
     with trio.fail_after(10):
@@ -174,7 +158,7 @@ async def test_plain_http_is_refused_at_its_first_byte() -> None:
 
 
 async def test_a_hello_larger_than_max_bytes(client_context: ssl.SSLContext) -> None:
-    hello = _client_hello(client_context, SERVER_NAME)
+    hello = client_hello(client_context, SERVER_NAME)
     error, rest = await _refused(hello, max_bytes=100)
     assert error.reason == "too_large"
     assert "100 bytes" in str(error)
@@ -204,7 +188,7 @@ async def test_a_client_that_closes_early(data: bytes, words: str) -> None:
 
 
 async def test_a_client_that_closes_inside_its_hello(client_context: ssl.SSLContext) -> None:
-    hello = _client_hello(client_context, SERVER_NAME)
+    hello = client_hello(client_context, SERVER_NAME)
     error, _ = await _refused(hello[:-1])
     assert error.reason == "truncated"
     assert f"after {len(hello) - 1} bytes" in str(error)
@@ -217,7 +201,7 @@ async def test_a_bad_record_header_is_malformed() -> None:
 
 
 async def test_a_raw_utf8_server_name(client_context: ssl.SSLContext) -> None:
-    hello = _client_hello(client_context, "xn--bcher-kva.example")
+    hello = client_hello(client_context, "xn--bcher-kva.example")
     raw = hello.replace(b"xn--bcher-kva", b"xn--bcher-k\xc3\xa4")  # same length
     assert len(raw) == len(hello)
     error, _ = await _refused(raw)
@@ -227,7 +211,7 @@ async def test_a_raw_utf8_server_name(client_context: ssl.SSLContext) -> None:
 async def test_one_byte_a_second_times_out(
     client_context: ssl.SSLContext, autojump_clock: trio.testing.MockClock
 ) -> None:
-    hello = _client_hello(client_context, SERVER_NAME)
+    hello = client_hello(client_context, SERVER_NAME)
     client, server = trio.testing.memory_stream_pair()
 
     async def trickle() -> None:

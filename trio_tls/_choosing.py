@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, TypeAlias, cast
 import trio
 
 from ._engine import _NEED_INPUT, Step, TLSEngine
-from ._hello import DEFAULT_MAX_HELLO_BYTES, ClientHello, ClientHelloError, parse_client_hello
+from ._hello import ClientHello, ClientHelloError, HelloReader
 
 if TYPE_CHECKING:
     from ._driver import Driver
@@ -53,9 +53,6 @@ if TYPE_CHECKING:
 #: :exc:`trio.BrokenResourceError` from a :exc:`ContextChoiceError` naming the server
 #: name and the cause. :class:`~trio_tls.ContextCache` makes one from ``load(name)``.
 ContextChooser: TypeAlias = Callable[[ClientHello], Awaitable[ssl.SSLContext]]
-
-_RECORD_HEADER = 5
-_HANDSHAKE_RECORD = 22
 
 
 class ContextChoiceError(Exception):
@@ -97,13 +94,13 @@ def split_chooser(
 class ChoosingEngine(TLSEngine):
     """A server engine that reads the ClientHello before it has an SSLObject to give it to.
 
-    Everything fed is kept (up to DEFAULT_MAX_HELLO_BYTES, 64 KiB) until
-    :meth:`read_hello` has parsed a whole hello. To keep that linear in the bytes
-    received, however small the pieces, the record headers are scanned once each and
-    the parser runs only when the hello may be complete.
+    Everything fed goes into the incoming BIO, where the SSLObject created by
+    :meth:`install` will find it; a :class:`~trio_tls._hello.HelloReader` follows the
+    hello's records meanwhile (in linear time, however small the pieces) and keeps
+    no more than ``DEFAULT_MAX_HELLO_BYTES`` of it.
     """
 
-    __slots__ = ("_ended", "_head", "_message_end", "_payload", "_scan")
+    __slots__ = ("_ended", "_reader")
 
     def __init__(
         self,
@@ -115,20 +112,14 @@ class ChoosingEngine(TLSEngine):
     ) -> None:
         # The placeholder's SSLObject never sees a byte; install() replaces it.
         super().__init__(context, server_side=server_side, server_hostname=None)
-        self._hello = bytearray()
-        self._scan = 0  # offset of the first record not yet complete
-        self._payload = 0  # handshake bytes carried by the complete records
-        self._head = b""  # the first four of them: message type and length
-        self._message_end: int | None = None  # the hello's length, once known
+        self._reader = HelloReader()
         # The transport ended. (MemoryBIO.eof stays False while the held-back hello
         # is still in it, unread.)
         self._ended = False
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         self._in.write(data)
-        hello = self._hello
-        if hello is not None:
-            hello += data[: DEFAULT_MAX_HELLO_BYTES - len(hello)]
+        self._reader.follow(data)
 
     def feed_eof(self) -> None:
         self._in.write_eof()
@@ -136,46 +127,18 @@ class ChoosingEngine(TLSEngine):
 
     def read_hello(self) -> Step[ClientHello | ClientHelloError]:
         """Wait for the whole ClientHello; finish with it, or with why it is unreadable."""
-        assert self._hello is not None
-        if not self._may_be_complete():
-            if not self._ended:
-                return _NEED_INPUT
-            return Step(b"", False, True, _truncated(len(self._hello)))
-        try:
-            found = parse_client_hello(self._hello, max_bytes=DEFAULT_MAX_HELLO_BYTES)
-        except ClientHelloError as exc:
-            return Step(b"", False, True, exc)
-        if found is None:
-            return _NEED_INPUT if not self._ended else Step(b"", False, True, _truncated(0))
-        return Step(b"", False, True, found[0])
-
-    def _may_be_complete(self) -> bool:
-        """Whether the parser could reach a verdict on the bytes held now."""
-        data = self._hello
-        assert data is not None
-        if len(data) >= DEFAULT_MAX_HELLO_BYTES or (data and data[0] != _HANDSHAKE_RECORD):
-            return True
-        while self._scan + _RECORD_HEADER <= len(data):
-            header = data[self._scan : self._scan + _RECORD_HEADER]
-            length = int.from_bytes(header[3:5], "big")
-            if header[0] != _HANDSHAKE_RECORD or length == 0:
-                return True  # the parser names what is wrong
-            start = self._scan + _RECORD_HEADER
-            if start + length > len(data):
-                break  # counted once the whole record is here
-            if len(self._head) < 4:
-                self._head += bytes(data[start : start + min(length, 4 - len(self._head))])
-                if len(self._head) == 4:
-                    self._message_end = 4 + int.from_bytes(self._head[1:4], "big")
-            self._payload += length
-            self._scan = start + length
-        return self._message_end is not None and self._payload >= self._message_end
+        reader = self._reader
+        found = reader.hello or reader.error
+        if found is not None:
+            return Step(b"", False, True, found)
+        if not self._ended:
+            return _NEED_INPUT
+        return Step(b"", False, True, _truncated(reader.taken))
 
     def install(self, context: ssl.SSLContext) -> None:
         """Create the connection from ``context``; it reads the hello held in the BIO."""
         self.obj = context.wrap_bio(self._in, self._out, server_side=True)
         self._sslobj = getattr(self.obj, "_sslobj", self.obj)
-        self._hello = None  # parsed already, the non-ASCII check included
 
     def refuse(self, alert: int) -> bytes:
         """Fail the hello with ``alert``; returns the alert record OpenSSL produced."""

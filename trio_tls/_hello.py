@@ -21,14 +21,12 @@ post-quantum key shares make it happen), up to ``max_bytes`` in all. No trio, no
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ssl
 from typing import Final
 
 import idna
-
-#: Returned while the bytes so far end before the server name (or the hello).
-MORE: Final = object()
 
 _HANDSHAKE_RECORD: Final = 22
 _CLIENT_HELLO: Final = 1
@@ -39,12 +37,10 @@ _HOST_NAME: Final = 0
 _RECORD_HEADER: Final = 5
 #: RFC 8446 section 5.1: a plaintext record carries at most 2**14 bytes.
 _MAX_FRAGMENT: Final = 2**14
-#: One full record. OpenSSL 3.0 clients never send a longer hello, and a server
-#: engine holding bytes back for the SNI check waits for no more than this.
-MAX_HELLO_BYTES: Final = _RECORD_HEADER + _MAX_FRAGMENT
-#: The default bound for :func:`parse_client_hello`: four full records. Hellos with
-#: hybrid post-quantum key shares take about 1.5 KiB; nothing legitimate comes near.
-DEFAULT_MAX_HELLO_BYTES: Final = 4 * MAX_HELLO_BYTES
+#: The default bound on a ClientHello's records together: four full records. Hellos
+#: with hybrid post-quantum key shares take about 1.5 KiB; nothing legitimate comes
+#: near, and it bounds what a server holds for a client that never finishes one.
+DEFAULT_MAX_HELLO_BYTES: Final = 4 * (_RECORD_HEADER + _MAX_FRAGMENT)
 
 _VERSIONS: Final = {
     0x0304: ssl.TLSVersion.TLSv1_3,
@@ -136,48 +132,123 @@ class _Reader:
         return self._pos >= len(self._data)
 
 
-def _handshake_bytes(data: bytes, max_bytes: int) -> tuple[bytes, int] | None:
-    """The ClientHello message reassembled from its records, and the bytes they took.
+class HelloReader:
+    """Follows a ClientHello's records as bytes arrive, and reads it once it is whole.
 
-    None while ``data`` ends before the message does.
+    Sans-I/O and incremental, so that a hello cut into one-byte reads or one-byte
+    records costs time linear in its size: each byte is looked at once for framing,
+    and the fields are parsed once, when the message is complete. Memory is bounded
+    by ``max_bytes``. A stream reader asks for :attr:`wanted` bytes at a time and so
+    never reads past the hello; an engine that already holds more gives it all to
+    :meth:`feed`, which takes only the hello's part.
+
+    Errors are sticky: once :meth:`feed` has raised, :attr:`error` keeps the
+    :class:`ClientHelloError` and every later call raises it again.
     """
-    # A bytearray: a hello cut into one-byte records must cost linear time, not
-    # the quadratic time of joining immutable bytes record by record.
-    message, pos = bytearray(), 0
-    while True:
-        header = data[pos : pos + _RECORD_HEADER]
-        if header and header[0] != _HANDSHAKE_RECORD:
-            if pos == 0:
-                raise ClientHelloError(
-                    "not_tls",
-                    f"the client's first bytes are not a TLS handshake record "
-                    f"(they begin {data[:16]!r}); is it speaking plain text to a TLS port?",
-                )
+
+    __slots__ = ("_header", "_left", "_max", "_message", "error", "hello", "taken")
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_HELLO_BYTES) -> None:
+        self._max = max_bytes
+        self._header = bytearray()  # the current record's header, while incomplete
+        self._left = 0  # bytes of the current record's fragment still to come
+        self._message = bytearray()  # the handshake message, without record headers
+        #: Bytes taken so far: the hello's records, and nothing after them.
+        self.taken = 0
+        #: The hello, once its last record has been taken.
+        self.hello: ClientHello | None = None
+        #: Why the bytes cannot be a ClientHello, once :meth:`feed` has said so.
+        self.error: ClientHelloError | None = None
+
+    @property
+    def wanted(self) -> int:
+        """How many more bytes can be taken without reading past the hello (0 when done).
+
+        The very first byte is asked for alone: plain text sent to a TLS port is then
+        refused at its first byte, with nothing more read.
+        """
+        if self.hello is not None or self.error is not None:
+            return 0
+        if self._left:
+            return self._left
+        return 1 if self.taken == 0 else _RECORD_HEADER - len(self._header)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> int:
+        """Take the bytes of ``data`` that belong to the hello; returns how many.
+
+        Raises:
+          ClientHelloError: the bytes cannot start a ClientHello of at most
+            ``max_bytes`` (also on every call after the first such error).
+        """
+        if self.error is not None:
+            raise self.error
+        try:
+            return self._feed(memoryview(data))
+        except ClientHelloError as exc:
+            self.error = exc
+            raise
+
+    def follow(self, data: bytes | bytearray | memoryview) -> None:
+        """Like :meth:`feed`, for an engine that keeps every byte anyway: an error is
+        only kept in :attr:`error`, for its next handshake step to act on."""
+        if self.wanted:
+            with contextlib.suppress(ClientHelloError):
+                self.feed(data)
+
+    def _feed(self, data: memoryview) -> int:
+        if self.taken == 0 and data and data[0] != _HANDSHAKE_RECORD:
+            raise _not_tls(bytes(data[:16]))
+        pos = 0
+        while pos < len(data) and self.hello is None:
+            chunk = data[pos : pos + self.wanted]
+            pos += len(chunk)
+            self.taken += len(chunk)
+            if self._left:
+                self._message += chunk
+                self._left -= len(chunk)
+                if not self._left:
+                    self._record_done()
+            else:
+                self._header += chunk
+                self._header_progress()
+        return pos
+
+    def _header_progress(self) -> None:
+        header = self._header
+        if header[0] != _HANDSHAKE_RECORD:
             raise ClientHelloError("malformed", "a non-handshake record inside the ClientHello")
         if len(header) < _RECORD_HEADER:
-            if len(data) >= max_bytes:
-                raise _too_large(max_bytes)
-            return None
+            return
         length = int.from_bytes(header[3:5], "big")
         if header[1] != 3 or length == 0 or length > _MAX_FRAGMENT:
             raise ClientHelloError(
                 "malformed", f"a TLS record header that no client sends: {header.hex()}"
             )
-        end = pos + _RECORD_HEADER + length
-        if end > max_bytes:
-            raise _too_large(max_bytes)
-        if end > len(data):
-            return None
-        message += data[pos + _RECORD_HEADER : end]
-        pos = end
+        if self.taken + length > self._max:
+            raise _too_large(self._max)
+        self._header, self._left = bytearray(), length
+
+    def _record_done(self) -> None:
+        message = self._message
         if len(message) >= 4:
             if message[0] != _CLIENT_HELLO:
                 raise ClientHelloError("malformed", "the first handshake message is no ClientHello")
             whole = 4 + int.from_bytes(message[1:4], "big")
-            if len(message) >= whole:
-                if len(message) > whole:
-                    raise ClientHelloError("malformed", "bytes after the ClientHello message")
-                return bytes(message[4:]), pos
+            if len(message) > whole:
+                raise ClientHelloError("malformed", "bytes after the ClientHello message")
+            if len(message) == whole:
+                self.hello = _hello_from(bytes(message[4:]))
+                return
+        if self.taken + _RECORD_HEADER >= self._max:  # no room for one more record
+            raise _too_large(self._max)
+
+
+def _not_tls(first: bytes) -> ClientHelloError:
+    return ClientHelloError(
+        "not_tls",
+        f"the client's first bytes are not a TLS handshake record (they begin {first!r}); "
+        "is it speaking plain text to a TLS port?",
+    )
 
 
 def _too_large(max_bytes: int) -> ClientHelloError:
@@ -198,16 +269,18 @@ def parse_client_hello(
     Raises:
       ClientHelloError: ``data`` cannot start a ClientHello of at most ``max_bytes``.
     """
-    found = _handshake_bytes(bytes(data), max_bytes)
-    if found is None:
-        return None
-    body, used = found
+    reader = HelloReader(max_bytes)
+    reader.feed(data)
+    return None if reader.hello is None else (reader.hello, reader.taken)
+
+
+def _hello_from(body: bytes) -> ClientHello:
     try:
         raw_name, alpn, versions = _fields(_Reader(body))
     except _Short:
         raise ClientHelloError("malformed", "a ClientHello field overruns the message") from None
     name, unicode_name = _names(raw_name)
-    return ClientHello(name, unicode_name, alpn, versions), used
+    return ClientHello(name, unicode_name, alpn, versions)
 
 
 def _fields(body: _Reader) -> tuple[bytes | None, tuple[str, ...], tuple[ssl.TLSVersion, ...]]:
@@ -254,23 +327,3 @@ def _names(raw: bytes | None) -> tuple[str | None, str | None]:
         return name, idna.decode(name)
     except idna.IDNAError:
         return name, name
-
-
-def server_name(data: bytes) -> bytes | object | None:
-    """The raw server name of the ClientHello at the start of ``data``.
-
-    For the server engine's check, which must not refuse what OpenSSL should judge:
-    returns the name's bytes (ASCII or not), None when there is none or the data is
-    not a ClientHello within :data:`MAX_HELLO_BYTES` (OpenSSL will say what is
-    wrong), or :data:`MORE` while ``data`` stops before the end of the hello.
-    """
-    try:
-        found = _handshake_bytes(bytes(data), MAX_HELLO_BYTES)
-    except ClientHelloError:
-        return None
-    if found is None:
-        return MORE
-    try:
-        return _fields(_Reader(found[0]))[0]
-    except _Short:
-        return None

@@ -8,11 +8,10 @@ record's 5-byte header, then exactly the rest of that record, each with a bounde
 hello (or several hellos' worth of garbage) never has a byte of it taken here; it is
 still in the socket for whoever reads next.
 
-The verdict on the bytes is :func:`trio_tls._hello.parse_client_hello`'s. The reader
-only follows the framing to know how much to ask for, and asks the parser at a fixed
-number of points (the first byte, the first header, each of the first records, and
-the end), so a hello cut into thousands of tiny records still costs a bounded amount
-of parsing rather than one parse per record.
+The verdict on the bytes is :class:`trio_tls._hello.HelloReader`'s, which also says
+how many bytes to ask for next (the first byte alone, so plain text fails at once;
+then the rest of a record header; then the rest of the record). It looks at each
+byte once, so a hello cut into thousands of tiny records costs linear time.
 """
 
 from __future__ import annotations
@@ -22,15 +21,11 @@ from typing import Final
 
 import trio
 
-from ._hello import DEFAULT_MAX_HELLO_BYTES, ClientHello, ClientHelloError, parse_client_hello
+from ._hello import DEFAULT_MAX_HELLO_BYTES, ClientHello, ClientHelloError, HelloReader
 
 #: A client sends its hello as soon as TCP is up, with no round trip before it, so
 #: 10 s is already very patient; a slow-loris client holds a connection no longer.
 DEFAULT_HELLO_TIMEOUT: Final = 10.0
-_HEADER: Final = 5
-#: Records after which the reader stops asking the parser at each record boundary
-#: (real clients send one, two with large post-quantum key shares).
-_EARLY_RECORDS: Final = 4
 
 
 async def read_client_hello(
@@ -69,9 +64,16 @@ async def read_client_hello(
         raise ValueError(f"max_bytes must be at least 1, not {max_bytes}")
     if not timeout >= 0:
         raise ValueError(f"timeout must be 0 seconds or more, not {timeout!r}")
-    received = bytearray()
+    reader, received = HelloReader(max_bytes), bytearray()
     with trio.move_on_after(timeout) as scope:
-        return await _read(stream, received, max_bytes)
+        while reader.hello is None:
+            # Never more than the reader wants: what follows the hello stays unread.
+            chunk = await stream.receive_some(reader.wanted)
+            if not chunk:
+                raise _truncated(len(received))
+            received += chunk
+            reader.feed(chunk)
+        return reader.hello, bytes(received)
     assert scope.cancelled_caught
     raise trio.TooSlowError(
         f"the client's ClientHello did not arrive within {timeout:g} s"
@@ -79,56 +81,10 @@ async def read_client_hello(
     )
 
 
-async def _read(
-    stream: trio.abc.ReceiveStream, received: bytearray, max_bytes: int
-) -> tuple[ClientHello, bytes]:
-    message = bytearray()  # the handshake message's bytes, without record headers
-    records = 0
-    while True:
-        await _receive(stream, received, _HEADER, max_bytes, check_each=records == 0)
-        length = int.from_bytes(received[-2:], "big")
-        if records == 0 or len(received) + length > max_bytes:
-            _verdict(received, max_bytes)  # a bad header, or too large, raises here
-        await _receive(stream, received, length, max_bytes, check_each=False)
-        message += received[len(received) - length :]
-        records += 1
-        if records <= _EARLY_RECORDS or _message_complete(message):
-            found = _verdict(received, max_bytes)
-            if found is not None:
-                return found, bytes(received)
-
-
-async def _receive(
-    stream: trio.abc.ReceiveStream,
-    received: bytearray,
-    count: int,
-    max_bytes: int,
-    *,
-    check_each: bool,
-) -> None:
-    """Append exactly ``count`` more bytes to ``received``; never ask for more."""
-    end = len(received) + count
-    while len(received) < end:
-        chunk = await stream.receive_some(end - len(received))
-        if not chunk:
-            raise ClientHelloError(
-                "truncated",
-                "the client closed the connection before sending anything"
-                if not received
-                else f"the client closed the connection inside its ClientHello,"
-                f" after {len(received)} bytes",
-            )
-        received += chunk
-        if check_each:  # plain text to a TLS port fails at its first byte
-            _verdict(received, max_bytes)
-
-
-def _verdict(received: bytearray, max_bytes: int) -> ClientHello | None:
-    found = parse_client_hello(received, max_bytes=max_bytes)
-    return None if found is None else found[0]
-
-
-def _message_complete(message: bytearray) -> bool:
-    # A handshake message: type (1 byte), length (3 bytes), body. Whether the type
-    # is ClientHello, and everything else, is the parser's to say.
-    return len(message) >= 4 and len(message) >= 4 + int.from_bytes(message[1:4], "big")
+def _truncated(received: int) -> ClientHelloError:
+    return ClientHelloError(
+        "truncated",
+        f"the client closed the connection inside its ClientHello, after {received} bytes"
+        if received
+        else "the client closed the connection before sending anything",
+    )
