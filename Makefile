@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
-.PHONY: demo test lint ci bench bench-quick bench-ab soak clean
+.PHONY: demo test lint verifytypes docs ci bench bench-quick bench-ab soak clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,23 @@ lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(MAKE) --no-print-directory verifytypes
+
+# pyright --verifytypes sees the package as users get it: installed from a wheel into a
+# venv of its own (it cannot follow an editable install's import hook), every extra
+# present. Re-installed each run so that it checks this checkout. PATH selects the venv
+# whose site-packages pyright searches; run outside the checkout so that it finds the
+# installed copy, not ./trio_tls.
+TYPES := $(VENV)/types
+$(TYPES)/.stamp: pyproject.toml | $(PY)
+	$(PYTHON) -m venv $(TYPES)
+	$(TYPES)/bin/pip install -q '.[httpx,trio-websocket,bench,lint]'
+	touch $@
+
+verifytypes: $(TYPES)/.stamp
+	$(TYPES)/bin/pip install -q --no-deps --force-reinstall .
+	cd $(TYPES) && PATH="$(CURDIR)/$(TYPES)/bin:$$PATH" \
+		bin/python $(CURDIR)/.ci/verifytypes.py bin/pyright trio_tls
 
 ci: test lint
 

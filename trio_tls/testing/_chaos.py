@@ -162,8 +162,8 @@ class ChaosStream(HalfCloseableStream, Generic[S]):
         decisions: list[ChaosDecision] | None = None,
     ) -> None:
         self.transport: S = transport
-        self.seed = operator.index(seed)
-        self.name = name
+        self.seed: int = operator.index(seed)
+        self.name: str = name
         self.decisions: list[ChaosDecision] = [] if decisions is None else decisions
         # One generator per direction: the sending and the receiving task call in
         # an order of their own, and neither may shift the other's draws.
@@ -216,6 +216,7 @@ class ChaosStream(HalfCloseableStream, Generic[S]):
             raise trio.ClosedResourceError("this ChaosStream was closed")
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Yield to the scheduler a seeded number of times, then send *data* whole."""
         self._start_sending()
         try:
             await self._send_jitter("send_all")
@@ -224,6 +225,7 @@ class ChaosStream(HalfCloseableStream, Generic[S]):
             self._sending = False
 
     async def wait_send_all_might_not_block(self) -> None:
+        """Yield a seeded number of times, then wait on the transport."""
         self._start_sending()
         try:
             await self._send_jitter("wait_send_all_might_not_block")
@@ -232,6 +234,11 @@ class ChaosStream(HalfCloseableStream, Generic[S]):
             self._sending = False
 
     async def send_eof(self) -> None:
+        """Yield a seeded number of times, then half-close the transport.
+
+        Raises :exc:`TypeError` if the transport is not a
+        :class:`~trio.abc.HalfCloseableStream`.
+        """
         self._start_sending()
         try:
             transport = self.transport
@@ -243,6 +250,11 @@ class ChaosStream(HalfCloseableStream, Generic[S]):
             self._sending = False
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        """Yield a seeded number of times, then return a seeded prefix of what arrived.
+
+        What is not returned is kept, in order, for the next call; over TLS the
+        prefix ends inside or at the end of a record. ``b""`` at the transport's EOF.
+        """
         if self._receiving:
             raise trio.BusyResourceError("another task is currently receiving on this ChaosStream")
         self._check_open()
@@ -281,6 +293,7 @@ class ChaosStream(HalfCloseableStream, Generic[S]):
         self.decisions.append(ChaosDecision(self.name, operation, checkpoints, portion))
 
     async def aclose(self) -> None:
+        """Close the transport and drop anything received but not yet returned."""
         self._closed = True
         self._pending.clear()
         await self.transport.aclose()

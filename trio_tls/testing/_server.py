@@ -48,12 +48,12 @@ class TLSTestServer:
         server_context: ssl.SSLContext,
         client_context: ssl.SSLContext,
     ) -> None:
-        self.host = host
-        self.port = port
-        self.server_context = server_context
-        self.client_context = client_context
+        self.host: str = host
+        self.port: int = port
+        self.server_context: ssl.SSLContext = server_context
+        self.client_context: ssl.SSLContext = client_context
         self.connection_errors: list[trio.BrokenResourceError | trio.ClosedResourceError] = []
-        self.handled = 0
+        self.handled: int = 0
         self._progress = trio.Event()
 
     def __repr__(self) -> str:
@@ -61,6 +61,7 @@ class TLSTestServer:
 
     @property
     def address(self) -> tuple[str, int]:
+        """``(host, port)``, as :func:`trio.open_tcp_stream` and ``socket.connect`` take it."""
         return (self.host, self.port)
 
     async def connect(
@@ -85,6 +86,11 @@ class TLSTestServer:
             await self._progress.wait()
 
     async def run_handler(self, handler: Handler, stream: SSLStream[trio.SocketStream]) -> None:
+        """Run *handler* on one accepted *stream*, then close it and count it as handled.
+
+        A :exc:`trio.BrokenResourceError` or :exc:`trio.ClosedResourceError` from the
+        handler goes to :attr:`connection_errors`; anything else propagates.
+        """
         try:
             await handler(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
