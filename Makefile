@@ -50,11 +50,18 @@ $(TYPES)/.stamp: pyproject.toml | $(PY)
 	touch $@
 
 verifytypes: $(TYPES)/.stamp
+	rm -rf build/lib  # setuptools reuses it, so a deleted module would live on in the wheel
 	$(TYPES)/bin/pip install -q --no-deps --force-reinstall .
 	cd $(TYPES) && PATH="$(CURDIR)/$(TYPES)/bin:$$PATH" \
 		bin/python $(CURDIR)/.ci/verifytypes.py bin/pyright trio_tls
 
 ci: test lint
+
+# HTML reference in build/docs (open build/docs/index.html), from notes/ (notes/conf.py).
+# Warnings are errors and nitpicky is on; nothing is fetched (no intersphinx). The docs
+# extra comes with dev, since tests/test_docs.py builds the reference too.
+docs: $(VENV)/.stamp-dev
+	$(BIN)/sphinx-build -W --keep-going -E -q -b html notes build/docs
 
 bench: $(VENV)/.stamp-bench
 	$(PY) -m trio_tls bench --full --json notes/bench-latest.json --png notes/bench-latest.png

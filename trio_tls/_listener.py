@@ -43,7 +43,7 @@ class SSLListener(Listener[SSLStream[T_Stream]]):
     Args:
       transport_listener: the listener to wrap, usually a :class:`trio.SocketListener`.
       ssl_context: the context for new connections. It can be replaced at any time
-          by assigning :attr:`ssl_context` (certificate rotation): connections
+          by assigning ``ssl_context`` (certificate rotation): connections
           accepted later use the new one, existing ones keep theirs.
       https_compatible: passed on to :class:`SSLStream`.
       handshake_timeout: passed on to :class:`SSLStream` (default 60 s; None for none).

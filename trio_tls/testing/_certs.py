@@ -12,6 +12,7 @@ from .._contexts import TLSVersionName, keep_truncation_detectable, pin_version
 #: The names every server certificate from :class:`TLSTestCA` is valid for.
 DEFAULT_HOSTNAMES: tuple[str, ...] = ("trio-tls.example", "localhost", "127.0.0.1", "::1")
 
+#: A key algorithm :class:`TLSTestCA` can make certificates with.
 KeyTypeName = Literal["ecdsa", "rsa"]
 
 _KEY_TYPES: dict[str, trustme.KeyType] = {

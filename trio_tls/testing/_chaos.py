@@ -107,8 +107,8 @@ class ChaosDecision(NamedTuple):
 
     #: The ``name`` of the stream that decided ("first" or "second" in a pair).
     end: str
-    #: The method called: "send_all", "wait_send_all_might_not_block", "send_eof"
-    #: or "receive_some".
+    #: Which method decided ("send_all", "wait_send_all_might_not_block", "send_eof"
+    #: or "receive_some").
     operation: str
     #: How many times it yielded to the scheduler before going on.
     checkpoints: int
@@ -146,11 +146,6 @@ class ChaosStream(HalfCloseableStream, Generic[S]):
       name: mixed into the seed, so the two ends of a pair make different choices.
       decisions: the list to record decisions in; :func:`chaos_stream_pair` gives
           both ends one list, so it also shows how their calls interleaved.
-
-    Attributes:
-      transport: the wrapped stream.
-      seed: the seed it was made with.
-      decisions: a :class:`ChaosDecision` per call, in the order they were made.
     """
 
     def __init__(
@@ -161,9 +156,13 @@ class ChaosStream(HalfCloseableStream, Generic[S]):
         name: str = "",
         decisions: list[ChaosDecision] | None = None,
     ) -> None:
+        #: The wrapped stream.
         self.transport: S = transport
+        #: The seed it was made with.
         self.seed: int = operator.index(seed)
+        #: The name mixed into the seed.
         self.name: str = name
+        #: A :class:`ChaosDecision` per call, in the order they were made.
         self.decisions: list[ChaosDecision] = [] if decisions is None else decisions
         # One generator per direction: the sending and the receiving task call in
         # an order of their own, and neither may shift the other's draws.

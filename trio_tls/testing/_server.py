@@ -31,7 +31,8 @@ class TLSTestServer:
     """A running :func:`open_tls_test_server`: where it listens and how to reach it.
 
     Attributes:
-      host, port: the listening address (``port`` was picked by the kernel).
+      host: the listening address.
+      port: the listening port, picked by the kernel.
       server_context: the context the server uses.
       client_context: a context that trusts the server's certificate.
       connection_errors: the :exc:`trio.BrokenResourceError` /
@@ -89,7 +90,7 @@ class TLSTestServer:
         """Run *handler* on one accepted *stream*, then close it and count it as handled.
 
         A :exc:`trio.BrokenResourceError` or :exc:`trio.ClosedResourceError` from the
-        handler goes to :attr:`connection_errors`; anything else propagates.
+        handler goes to ``connection_errors``; anything else propagates.
         """
         try:
             await handler(stream)
