@@ -11,16 +11,21 @@ from __future__ import annotations
 import ast
 import html
 import importlib
+import inspect
+import itertools
 import pkgutil
 import re
 import subprocess
 import sys
+import textwrap
 import zlib
 from pathlib import Path
 
 import pytest
+import trio
 
 import trio_tls.integrations
+import trio_tls.testing
 from trio_tls import _pytest_plugin
 from trio_tls._cli import _COMMANDS
 
@@ -38,8 +43,8 @@ PUBLIC_MODULES = [
 ]
 
 # Building runs pytest and the CLI in subprocesses for their help texts: seconds alone,
-# much longer on a loaded machine.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+# much longer on a loaded machine. For the tests that use the build.
+slow_build = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +70,8 @@ def _text(page: Path) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", text))
 
 
+@pytest.mark.slow
+@slow_build
 def test_every_public_name_has_an_entry(built: Path) -> None:
     documented = _inventory(built / "objects.inv")
     assert len(PUBLIC_MODULES) >= 5  # the integrations were found
@@ -78,6 +85,8 @@ def test_every_public_name_has_an_entry(built: Path) -> None:
     assert {"trio_tls.SSLStream.do_handshake", "trio_tls.SSLStream.getpeercert"} <= documented
 
 
+@pytest.mark.slow
+@slow_build
 def test_async_methods_and_context_managers_read_the_trio_way(built: Path) -> None:
     """sphinxcontrib-trio: ``await`` before coroutines, ``async with`` before managers."""
     testing = _text(built / "reference" / "testing.html")
@@ -98,6 +107,8 @@ def _fixture_names() -> list[str]:
     ]
 
 
+@pytest.mark.slow
+@slow_build
 def test_fixtures_markers_and_options_are_listed(built: Path) -> None:
     page = _text(built / "reference" / "pytest-plugin.html")
     fixtures = _fixture_names()
@@ -110,8 +121,54 @@ def test_fixtures_markers_and_options_are_listed(built: Path) -> None:
     assert "tls_deadline (string)" in page
 
 
+@pytest.mark.slow
+@slow_build
 def test_every_command_has_its_help(built: Path) -> None:
     page = _text(built / "reference" / "cli.html")
     assert "usage: trio-tls [-h] [--version] COMMAND ..." in page
     for command in [*_COMMANDS, "bench"]:
         assert f"usage: trio-tls {command} [-h]" in page, command
+
+
+# -- the examples in docstrings, which the reference shows -----------------------------------
+
+#: Examples that cannot run here as written, and why.
+NOT_RUNNABLE = {
+    "trio_tls.select_context_by_sni": "serves port 443 until cancelled",
+}
+
+
+def _docstring_examples() -> dict[str, str]:
+    """``{public name: code}`` for every ``Example::`` block in a public docstring."""
+    found = {}
+    for module in PUBLIC_MODULES:
+        for name in importlib.import_module(module).__all__:
+            doc = inspect.getdoc(getattr(importlib.import_module(module), name)) or ""
+            if "Example::" in doc:
+                block = doc.split("Example::\n\n", 1)[1]
+                lines = itertools.takewhile(
+                    lambda x: not x or x.startswith("    "), block.split("\n")
+                )
+                found[f"{module}.{name}"] = textwrap.dedent("\n".join(lines))
+    return found
+
+
+EXAMPLES = _docstring_examples()
+
+
+def test_every_docstring_example_is_run_or_excused() -> None:
+    assert len(EXAMPLES) >= 4
+    assert set(NOT_RUNNABLE) <= set(EXAMPLES)
+
+
+@pytest.mark.parametrize("name", sorted(set(EXAMPLES) - set(NOT_RUNNABLE)))
+async def test_docstring_example_runs(name: str) -> None:
+    """Each runs as the body of an async function, given a ``ca`` and the kit's names."""
+    namespace: dict[str, object] = {"trio": trio, "trio_tls": trio_tls}
+    namespace.update((n, getattr(trio_tls.testing, n)) for n in trio_tls.testing.__all__)
+    namespace["ca"] = trio_tls.testing.TLSTestCA()
+    exec("async def example():\n" + textwrap.indent(EXAMPLES[name], "    "), namespace)
+    example = namespace["example"]
+    assert callable(example)
+    with trio.fail_after(30):
+        await example()

@@ -129,6 +129,7 @@ async def open_tls_test_server(
             client = await server.connect()
             await client.send_all(b"ping")
             assert await client.receive_some() == b"ping"
+            await client.aclose()
 
     Every connection runs ``handler`` (default :func:`echo_handler`) in its own task
     and is closed when the handler returns. Leaving the block stops the server and
