@@ -59,5 +59,6 @@ html_title = f"trio_tls {release}"
 html_static_path: list[str] = []
 
 # sphinxcontrib-trio marks async context managers ("async with"), async iterators and
-# the like by replacing autodoc's documenter classes; Sphinx 9 uses those only here.
+# the like by replacing autodoc's documenter classes, which Sphinx 9 uses only in this
+# class-based mode (tests/test_docs.py checks the marks are there).
 autodoc_use_legacy_class_based = True
