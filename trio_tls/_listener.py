@@ -44,7 +44,7 @@ class SSLListener(Listener[SSLStream[T_Stream]]):
     Args:
       transport_listener: the listener to wrap, usually a :class:`trio.SocketListener`.
       ssl_context: the context for new connections. It can be replaced at any time
-          by assigning :attr:`ssl_context` (certificate rotation): connections
+          by assigning ``ssl_context`` (certificate rotation): connections
           accepted later use the new one, existing ones keep theirs. It may also be
           an async chooser, ``(ClientHello) -> ssl.SSLContext``, run in each
           connection's handshake (see :class:`SSLStream`).
