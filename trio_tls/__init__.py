@@ -8,6 +8,8 @@ from ._listener import default_client_context as default_client_context
 from ._listener import open_ssl_over_tcp_listeners as open_ssl_over_tcp_listeners
 from ._listener import open_ssl_over_tcp_stream as open_ssl_over_tcp_stream
 from ._listener import serve_ssl_over_tcp as serve_ssl_over_tcp
+from ._patch import patch_trio as patch_trio
+from ._patch import unpatch_trio as unpatch_trio
 from ._sni import select_context_by_sni as select_context_by_sni
 from ._statistics import TLSStatistics as TLSStatistics
 from ._stream import SSLStream as SSLStream
@@ -24,6 +26,8 @@ __all__ = [
     "default_client_context",
     "open_ssl_over_tcp_listeners",
     "open_ssl_over_tcp_stream",
+    "patch_trio",
     "select_context_by_sni",
     "serve_ssl_over_tcp",
+    "unpatch_trio",
 ]
