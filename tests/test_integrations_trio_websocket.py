@@ -14,7 +14,6 @@ from trio_websocket import (
     CloseReason,
     ConnectionClosed,
     ConnectionRejected,
-    Endpoint,
     WebSocketConnection,
     WebSocketRequest,
     wrap_server_stream,
@@ -28,6 +27,7 @@ from trio_tls.integrations.trio_websocket import (
 )
 from trio_tls.testing import TLSTestCA, TLSVersionName
 
+from .helpers.endpoints import endpoint_parts
 from .helpers.streams import port_of
 
 Handler = Callable[[WebSocketRequest], Awaitable[None]]
@@ -174,12 +174,6 @@ async def test_certificate_failure(tls_ca: TLSTestCA) -> None:
     assert isinstance(caught.value.__cause__, ssl.SSLCertVerificationError)
 
 
-def described(endpoint: object) -> tuple[str, int, bool]:
-    """An :class:`Endpoint` as (address, port, is_ssl); Endpoint has no ``__eq__``."""
-    assert isinstance(endpoint, Endpoint), endpoint
-    return (str(endpoint.address), endpoint.port, endpoint.is_ssl)
-
-
 async def test_endpoints_and_the_peer_address(tls_ca: TLSTestCA) -> None:
     """trio-websocket's endpoints, and the peer address read from the stream.
 
@@ -216,9 +210,9 @@ async def test_endpoints_and_the_peer_address(tls_ca: TLSTestCA) -> None:
                 )
                 local = stream.transport_stream.socket.getsockname()
                 assert await ws.get_message() == repr(local)
-                assert described(ws.local) == (local[0], local[1], True)
-                assert described(ws.remote) == ("127.0.0.1", port_of(listeners[0]), True)
+                assert endpoint_parts(ws.local) == (local[0], local[1], True)
+                assert endpoint_parts(ws.remote) == ("127.0.0.1", port_of(listeners[0]), True)
                 await ws.aclose()
         server_nursery.cancel_scope.cancel()
     assert seen["peer"] == local
-    assert described(seen["remote"]) == (local[0], local[1], True)
+    assert endpoint_parts(seen["remote"]) == (local[0], local[1], True)
