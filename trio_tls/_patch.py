@@ -97,10 +97,12 @@ def patch_trio() -> None:
     Calling it again does nothing. :func:`unpatch_trio` undoes it.
 
     Warns:
-      RuntimeWarning: some already-imported modules hold trio's originals under their
-          own names (``from trio import SSLStream``); the warning names them. They
-          keep using trio's TLS, since this cannot reach a name bound before it ran.
+      RuntimeWarning: some already-imported modules hold trio's originals as globals
+          (``from trio import SSLStream``, under any name); the warning names them.
+          They keep using trio's TLS: this cannot reach a name bound before it ran.
     """
+    # Idempotent because programs and their libraries may both call it: a second call
+    # has nothing to swap, and warning again about the same modules would be noise.
     if _patched():
         return
     stale = sorted(_stale_bindings())
@@ -131,6 +133,7 @@ def unpatch_trio() -> None:
     """
     if not _patched():
         return
+    # The originals captured at import, not whatever trio held: only this module swaps.
     _swap(_ORIGINALS)
     SSLStream._replacing = None
     SSLListener._replacing = None
