@@ -31,4 +31,9 @@ def test_one_short_round(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert all(run["requests"] > 0 for run in runs)
     table = capsys.readouterr().out.splitlines()
     assert table[0].startswith("protocol")
-    assert [line.split()[0] for line in table[1:]] == ["h1", "h2"]
+    assert [line.split()[:2] for line in table[1:]] == [
+        ["h1", "requests/s"],
+        ["h1", "server"],
+        ["h2", "requests/s"],
+        ["h2", "server"],
+    ]

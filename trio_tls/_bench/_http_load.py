@@ -3,7 +3,7 @@
 Usage: ``python -I _http_load.py PORT h1|h2 CONNECTIONS WARMUP SECONDS CAFILE``. Opens
 CONNECTIONS TLS connections to 127.0.0.1:PORT (ALPN ``http/1.1`` or ``h2``), keeps one
 request in flight on each, and prints one JSON line: the responses completed during the
-SECONDS after a WARMUP, and requests per second.
+SECONDS after a WARMUP, requests per second, and the responses of the whole run.
 
 It is the same program, standard library only, for both sides of the comparison, and it
 runs in its own process, so patching the server cannot change the client. It does as
@@ -55,15 +55,13 @@ def _content_length(head: bytes) -> int:
 
 
 class _Counter:
-    """Responses completed, and whether they count yet (after the warm-up)."""
+    """Responses completed since the connections opened, warm-up included."""
 
     def __init__(self) -> None:
-        self.counting = False
         self.done = 0
 
     def completed(self) -> None:
-        if self.counting:
-            self.done += 1
+        self.done += 1
 
 
 class _H1(asyncio.Protocol):
@@ -176,17 +174,21 @@ async def load(
         if chosen != expected:
             raise RuntimeError(f"the server chose {chosen!r}, not {expected!r}")
     await asyncio.sleep(warmup)
-    counter.counting = True
-    started = time.perf_counter()
+    before, started = counter.done, time.perf_counter()
     await asyncio.sleep(seconds)
-    counter.counting = False
-    elapsed = time.perf_counter() - started
+    requests, elapsed = counter.done - before, time.perf_counter() - started
     broken = [p.lost.result() for _, p in opened if p.lost.done()]
     for transport, _ in opened:
         transport.close()
     if broken:
         raise RuntimeError(f"{len(broken)} connections closed during the run: {broken[0]!r}")
-    return {"requests": counter.done, "seconds": elapsed, "rps": counter.done / elapsed}
+    # "total" includes the warm-up: the runner divides the server's CPU time by it.
+    return {
+        "requests": requests,
+        "seconds": elapsed,
+        "rps": requests / elapsed,
+        "total": counter.done,
+    }
 
 
 def main(argv: list[str]) -> int:

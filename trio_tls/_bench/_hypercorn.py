@@ -7,6 +7,9 @@
   serving a 5-byte response over TLS 1.3, with or without :func:`trio_tls.patch_trio`)
   and a fresh client process (``_http_load``: the same stdlib-only load generator for
   both sides) keeping one request in flight on each of C keep-alive connections.
+* Two figures per run: the client's requests per second, and the server process's
+  CPU time (user + system, from ``/proc``) per response, which other load on a shared
+  machine disturbs far less.
 * The two sides alternate (patched first in even rounds, unpatched first in odd ones),
   so a drift of the machine favours neither; each ratio patched/unpatched is taken
   within one round and protocol. The table gives the median ratio and its min-max.
@@ -68,44 +71,67 @@ def run_one(
     command = [sys.executable, "-m", "trio_tls._bench._hypercorn_server", side, str(certs)]
     if profile is not None:
         command.append(str(profile))
-    server = subprocess.Popen(
+    with subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_env()
-    )
-    try:
-        assert server.stdout is not None and server.stdin is not None
-        line = server.stdout.readline()
-        if not line.startswith("port "):
-            raise RuntimeError(f"the {side} server did not start: {line!r}")
-        client = subprocess.run(
-            [
-                sys.executable,
-                "-I",
-                str(_HERE / "_http_load.py"),
-                line.split()[1],
-                protocol,
-                str(args.connections),
-                str(args.warmup),
-                str(args.seconds),
-                str(certs / "ecdsa-ca.pem"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=PROCESS_TIMEOUT,
-            check=False,
-        )
-        if client.returncode != 0:
-            raise RuntimeError(f"the load generator failed against {side}: {client.stderr}")
-        server.stdin.close()
-        served = json.loads(server.stdout.readline())
-        server.wait(timeout=PROCESS_TIMEOUT)
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+    ) as server:
+        try:
+            client, cpu, served = _load(args, certs, server, side, protocol)
+        finally:
+            if server.poll() is None:
+                server.kill()
     if served["listener"].startswith("trio_tls.") != (side == "patched"):
         raise RuntimeError(f"the {side} server served with {served['listener']}")
     result: dict[str, Any] = json.loads(client.stdout)
+    result["server_cpu_us"] = cpu / result["total"] * 1e6
     return {"side": side, "protocol": protocol, **result}
+
+
+def _load(
+    args: argparse.Namespace,
+    certs: Path,
+    server: subprocess.Popen[str],
+    side: str,
+    protocol: str,
+) -> tuple[subprocess.CompletedProcess[str], float, dict[str, str]]:
+    """Run the client against a started server; its result, the server's CPU, and the
+    server's own report of what served."""
+    assert server.stdout is not None and server.stdin is not None
+    line = server.stdout.readline()
+    if not line.startswith("port "):
+        raise RuntimeError(f"the {side} server did not start: {line!r}")
+    cpu_before = _cpu_seconds(server.pid)
+    client = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            str(_HERE / "_http_load.py"),
+            line.split()[1],
+            protocol,
+            str(args.connections),
+            str(args.warmup),
+            str(args.seconds),
+            str(certs / "ecdsa-ca.pem"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT,
+        check=False,
+    )
+    if client.returncode != 0:
+        raise RuntimeError(f"the load generator failed against {side}: {client.stderr}")
+    cpu = _cpu_seconds(server.pid) - cpu_before
+    server.stdin.close()
+    served: dict[str, str] = json.loads(server.stdout.readline())
+    server.wait(timeout=PROCESS_TIMEOUT)
+    return client, cpu, served
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        # Fields 14 and 15 (utime, stime), counted after the parenthesised command name.
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _env() -> dict[str, str]:
@@ -117,31 +143,42 @@ def _env() -> dict[str, str]:
 
 
 def summarize(runs: list[dict[str, Any]], protocols: Sequence[str]) -> list[str]:
-    """The table: median requests/s per side, the median ratio and its min-max."""
+    """The table: per protocol and metric, both medians, the median ratio and its min-max.
+
+    Two metrics: requests per second (higher is better), and the server's CPU time per
+    response (lower is better), which other load on the machine disturbs far less
+    than throughput does.
+    """
     lines = [
-        f"{'protocol':<9} {'patched rps':>12} {'unpatched rps':>14} "
-        f"{'ratio':>7} {'min-max':>13}  verdict"
+        f"{'protocol':<9} {'metric':<16} {'patched':>9} {'unpatched':>9} "
+        f"{'ratio':>6} {'min-max':>13}  verdict"
     ]
     for protocol in protocols:
-        by_round: dict[int, dict[str, float]] = {}
-        for run in runs:
-            if run["protocol"] == protocol:
-                by_round.setdefault(run["round"], {})[run["side"]] = run["rps"]
-        ratios = [r["patched"] / r["unpatched"] for r in by_round.values() if len(r) == 2]
-        patched = statistics.median(r["patched"] for r in by_round.values())
-        unpatched = statistics.median(r["unpatched"] for r in by_round.values())
-        low, high, median = min(ratios), max(ratios), statistics.median(ratios)
-        if low > 1.0:
-            verdict = f"patched faster in all {len(ratios)} rounds"
-        elif high < 1.0:
-            verdict = f"patched slower in all {len(ratios)} rounds"
-        else:
-            verdict = "no difference beyond this run's noise"
-        lines.append(
-            f"{protocol:<9} {patched:>12.0f} {unpatched:>14.0f} {median:>7.3f} "
-            f"{low:>6.3f}-{high:<6.3f}  {verdict}"
-        )
+        for metric, label in (("rps", "requests/s"), ("server_cpu_us", "server CPU us/req")):
+            lines.append(_row(runs, protocol, metric, label))
     return lines
+
+
+def _row(runs: list[dict[str, Any]], protocol: str, metric: str, label: str) -> str:
+    by_round: dict[int, dict[str, float]] = {}
+    for run in runs:
+        if run["protocol"] == protocol:
+            by_round.setdefault(run["round"], {})[run["side"]] = run[metric]
+    pairs = [r for r in by_round.values() if len(r) == 2]
+    ratios = [r["patched"] / r["unpatched"] for r in pairs]
+    patched = statistics.median(r["patched"] for r in pairs)
+    unpatched = statistics.median(r["unpatched"] for r in pairs)
+    low, high, median = min(ratios), max(ratios), statistics.median(ratios)
+    better, worse = ("higher", "lower") if metric == "rps" else ("lower", "higher")
+    if low > 1.0 or high < 1.0:
+        direction = better if (low > 1.0) == (better == "higher") else worse
+        verdict = f"patched {direction} in all {len(ratios)} rounds"
+    else:
+        verdict = "no difference beyond this run's noise"
+    return (
+        f"{protocol:<9} {label:<16} {patched:>9.0f} {unpatched:>9.0f} "
+        f"{median:>6.3f} {low:>6.3f}-{high:<6.3f}  {verdict}"
+    )
 
 
 def print_profiles(directory: Path, top: int = 12) -> None:
