@@ -26,6 +26,7 @@ class StandsInForTrio:
 
     @classmethod
     def __subclasshook__(cls, subclass: type) -> bool:
+        """True for trio's class while ``patch_trio()`` is on; ABCMeta decides otherwise."""
         # An identity test, not issubclass(): trio's classes are final, and issubclass()
         # against trio's class would consult its registry, which holds this class, and
         # come back here.
