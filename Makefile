@@ -75,6 +75,12 @@ BASE ?= HEAD
 bench-ab: $(VENV)/.stamp-bench
 	$(PY) -m trio_tls._bench._ab $(BASE)
 
+# hypercorn with and without trio_tls.patch_trio(), interleaved: requests/s and the ratio.
+# Options: python -m trio_tls._bench._hypercorn -h
+.PHONY: bench-hypercorn
+bench-hypercorn: $(VENV)/.stamp-bench
+	$(PY) -m trio_tls._bench._hypercorn
+
 soak: $(VENV)/.stamp-bench
 	$(BIN)/pip install -q atheris || echo "soak: atheris did not install; fuzzing with hypothesis only"
 	TRIO_TLS_FUZZ_EXAMPLES=2000 $(PY) -m pytest tests/test_fuzz.py -q --timeout=1200 --hypothesis-show-statistics

@@ -22,6 +22,30 @@ class ConnectionAttributes:
     _engine: TLSEngine
 
     @property
+    def ssl_object(self) -> ssl.SSLObject:
+        """The connection's :class:`ssl.SSLObject`, for reading only.
+
+        For what the typed members here do not forward (``get_verified_chain()``, a
+        library that wants the object itself). Calling ``read()``, ``write()``,
+        ``do_handshake()`` or ``unwrap()`` on it goes behind the stream's back and
+        corrupts the connection, as it would with trio's.
+        """
+        return self._engine.obj
+
+    # Two of trio's private attributes, read-only, because real code reads them:
+    # httpcore's trio backend returns ``_ssl_object`` as its "ssl_object" extra and
+    # chooses HTTP/2 from it (httpcore/_backends/trio.py), and websockets' own tests
+    # read it; trio's test suite (test_ssl.py) reads ``_https_compatible``.
+
+    @property
+    def _ssl_object(self) -> ssl.SSLObject:
+        return self._engine.obj
+
+    @property
+    def _https_compatible(self) -> bool:
+        return self._engine.ragged_eof_ok
+
+    @property
     def context(self) -> ssl.SSLContext:
         """The :class:`ssl.SSLContext` in use; assign one to switch (as in an SNI callback)."""
         return self._engine.obj.context

@@ -27,6 +27,7 @@ from ._choosing import ChoosingEngine, ContextChooser, split_chooser
 from ._driver import ALERT_FLUSH_TIMEOUT, Driver
 from ._engine import TLSEngine, encode_hostname
 from ._exceptions import NoSessionTicketError, PostHandshakeAuthError
+from ._standin import StandsInForTrio
 from ._state import Op, State
 from ._statistics import TLSStatistics
 from ._sync import Once
@@ -49,7 +50,9 @@ def _handshake_failed(exc: BaseException) -> trio.BrokenResourceError:
 
 
 @final
-class SSLStream(Driver, ConnectionAttributes, HalfCloseableStream, Generic[T_Stream]):
+class SSLStream(
+    Driver, ConnectionAttributes, StandsInForTrio, HalfCloseableStream, Generic[T_Stream]
+):
     """TLS over any trio :class:`~trio.abc.Stream`: a drop-in for :class:`trio.SSLStream`.
 
     Args:

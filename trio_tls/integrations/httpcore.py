@@ -74,14 +74,6 @@ def _socket_stream(stream: trio.abc.Stream) -> trio.SocketStream:
     return stream
 
 
-def _ssl_object(stream: SSLStream[Any]) -> ssl.SSLObject:
-    # SSLStream does not expose its SSLObject (calling read()/write() on it behind the
-    # stream's back would corrupt the connection), but httpcore's "ssl_object" extra
-    # promises one, and users of httpx read certificates and versions from it. trio's
-    # backend hands out trio's private _ssl_object for the same reason.
-    return stream._engine.obj
-
-
 @final
 class TrioTLSNetworkStream(httpcore.AsyncNetworkStream):
     """One connection as httpcore sees it: TCP, or trio_tls over TCP after ``start_tls``.
@@ -158,7 +150,7 @@ class TrioTLSNetworkStream(httpcore.AsyncNetworkStream):
         """httpcore's keys: ``ssl_object``, ``socket``, ``client_addr``, ``server_addr``,
         ``is_readable``; anything else is None."""
         if info == "ssl_object":
-            return _ssl_object(self.stream) if isinstance(self.stream, SSLStream) else None
+            return self.stream.ssl_object if isinstance(self.stream, SSLStream) else None
         if info == "socket":
             return _socket_stream(self.stream).socket
         if info == "client_addr":
