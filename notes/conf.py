@@ -38,6 +38,8 @@ nitpick_ignore_regex = [
     ),
     # Type variables, which have no entry of their own.
     (r"py:class", r"trio_tls\.(\w+\.)*_\w+\.(T_Stream|S)"),
+    # ...also spelled bare where autodoc reads an instance attribute's annotation.
+    (r"py:class", r"T_Stream"),
     # Builtins, and typing's names as annotations spell them.
     (r"py:.*", r"(int|str|bytes|bytearray|memoryview|float|bool|object|dict|list|tuple|set)"),
     (r"py:.*", r"(None|Any|Literal|TypeAlias|NamedTuple|Exception|BaseException|ValueError)"),
