@@ -7,6 +7,7 @@ Certificates and TLS versions come from the plugin's public fixtures (``tls_ca``
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -22,3 +23,31 @@ def no_fd_leak() -> Iterator[None]:
     before = open_fds()
     yield
     assert open_fds() == before, "file descriptors leaked"
+
+
+# --- the interop suite (tests/interop): collected only under `make interop` ----------------
+# It needs Go, Java and GnuTLS, which `make test` does not promise; `make interop`
+# installs them and passes --interop.
+
+INTEROP_DIR = Path(__file__).parent / "interop"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("trio_tls interop")
+    group.addoption(
+        "--interop",
+        action="store_true",
+        help="collect tests/interop: peers on Go, Java and GnuTLS (see `make interop`)",
+    )
+    group.addoption(
+        "--interop-results",
+        metavar="PATH",
+        default=None,
+        help="write the interop outcomes (trio_tls and trio.SSLStream) as JSON to PATH",
+    )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if collection_path == INTEROP_DIR and not config.getoption("--interop"):
+        return True
+    return None
