@@ -175,6 +175,11 @@ class Peer:
                 raise AssertionError(f"peer exited before printing {marker!r}: {self.describe()}")
             await self._grew.wait()
 
+    async def wait_for_size(self, size: int) -> None:
+        """Wait until the output holds ``size`` bytes, or the peer has exited."""
+        while len(self.output) < size and not self.output_ended.is_set():
+            await self._grew.wait()
+
     async def finish(self) -> dict[str, str]:
         """Wait for the peer to exit by itself; return its ``key=value`` report."""
         await self.process.wait()

@@ -62,6 +62,21 @@ UNSUPPORTED: dict[tuple[Stack, Role, str], str] = {
     ("gnutls", "server", "pha"): "gnutls-serv has no command to ask for a certificate later",
 }
 
+#: (stack, peer role, scenario) -> why OpenSSL itself may refuse what that peer does.
+#: These run; depending on where the peer's records fall, the transfer completes
+#: (checked byte for byte) or our end fails it with a typed BrokenResourceError,
+#: never a hang. ``openssl s_server -client_renegotiation`` refuses the same way.
+REFUSED_BY_OPENSSL: dict[tuple[Stack, Role, str], str] = {
+    ("java", "client", "renegotiate"): (
+        "JSSE keeps sending application data inside its own renegotiation; OpenSSL "
+        "(openssl s_server too) rejects it: unexpected record"
+    ),
+    ("java", "server", "renegotiate"): (
+        "JSSE keeps sending application data inside its own renegotiation; OpenSSL "
+        "rejects it: unexpected record"
+    ),
+}
+
 
 @dataclass(frozen=True)
 class Case:
@@ -75,7 +90,14 @@ class Case:
     @property
     def id(self) -> str:
         """The pytest id: ``go-peer_client-tls13-duplex``."""
-        return f"{self.stack}-peer_{self.peer_role}-tls{self.version.replace('.', '')}-{self.scenario}"
+        return (
+            f"{self.stack}-peer_{self.peer_role}-tls{self.version.replace('.', '')}-{self.scenario}"
+        )
+
+    @property
+    def refused(self) -> str | None:
+        """Why OpenSSL refuses what the peer does in this case, or None."""
+        return REFUSED_BY_OPENSSL.get((self.stack, self.peer_role, self.scenario))
 
     @property
     def our_role(self) -> Role:
@@ -171,5 +193,5 @@ def _cell(outcome: dict[str, object] | None) -> str:
     if outcome is None:
         return "not run"
     if outcome["passed"]:
-        return "pass"
+        return f"pass ({outcome['reason']})" if outcome["reason"] else "pass"
     return "FAIL: " + str(outcome["reason"]).replace("|", "/")

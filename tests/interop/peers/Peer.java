@@ -151,11 +151,10 @@ public final class Peer {
         OutputStream out = sock.getOutputStream();
         switch (scenario) {
             case "handshake", "mtls", "mtls_refused" -> pingPong(sock, in, out, server);
-            case "duplex" -> duplex(sock, in, out, Integer.parseInt(opt("size", "4194304")), 0, false);
+            case "duplex" -> duplex(sock, in, out, Integer.parseInt(opt("size", "4194304")), 0);
             case "keyupdate" -> duplex(sock, in, out, Integer.parseInt(opt("size", "1048576")),
-                    Integer.parseInt(opt("updates", "1")), false);
-            case "renegotiate" -> duplex(sock, in, out, Integer.parseInt(opt("size", "1048576")),
-                    1, true);
+                    Integer.parseInt(opt("updates", "1")));
+            case "renegotiate" -> duplex(sock, in, out, Integer.parseInt(opt("size", "1048576")), 1);
             case "close", "ragged" -> {
                 out.write("bye\n".getBytes(StandardCharsets.US_ASCII));
                 out.flush();
@@ -239,7 +238,7 @@ public final class Peer {
     // Both ways at once; with `updates`, the writer starts that many handshakes
     // (KeyUpdate under TLS 1.3, renegotiation under 1.2) spread over the middle.
     static void duplex(SSLSocket sock, InputStream in, OutputStream out, int total,
-            int updates, boolean renegotiate) throws Exception {
+            int updates) throws Exception {
         Exception[] failure = new Exception[1];
         Thread writer = new Thread(() -> {
             try {
