@@ -27,6 +27,7 @@ from ..helpers.streams import both, receive_exactly
 from ..helpers.virtual_peer import OP_ALLOW_CLIENT_RENEGOTIATION
 from .processes import (
     Builds,
+    Credentials,
     Peer,
     PeerFiles,
     gnutls_cli_command,
@@ -248,10 +249,10 @@ async def duplex(side: Side) -> None:
             _, rest = group.split(trio.BrokenResourceError)
             if rest is not None:
                 raise
-            side.note = f"refused: {side.case.refused}"
+            side.note = "refused with BrokenResourceError (OpenSSL: unexpected record)"
             await stream.aclose()
             return
-        side.note = "completed"
+        side.note = "completed, checked byte for byte"
         await stream.aclose()
         check_report(side, await side.peer_report(), received=str(size), mismatch="-1")
         return
@@ -524,16 +525,18 @@ def our_context(case: Case, ca: TLSTestCA, stranger: TLSTestCA) -> ssl.SSLContex
     return ctx
 
 
-def _peer_flags(case: Case, files: PeerFiles) -> dict[str, object]:
-    scenario = case.scenario
-    client = case.peer_role == "client"
-    credentials = files.server
-    if client:
-        credentials = {"mtls": files.client, "mtls_refused": files.stranger}.get(scenario)  # type: ignore[assignment]
-    return {
-        "credentials": credentials,
-        "alpn": (ALPN_CLIENT if client else ALPN_SERVER) if scenario == "handshake" else (),
-    }
+def _peer_credentials(case: Case, files: PeerFiles) -> Credentials | None:
+    """What the peer presents: the server's chain, or a client certificate in mtls*."""
+    if case.peer_role == "server":
+        return files.server
+    return {"mtls": files.client, "mtls_refused": files.stranger}.get(case.scenario)
+
+
+def _peer_alpn(case: Case) -> list[str]:
+    """The ALPN protocols the peer offers (client) or accepts (server), in ``handshake``."""
+    if case.scenario != "handshake":
+        return []
+    return ALPN_CLIENT if case.peer_role == "client" else ALPN_SERVER
 
 
 def go_java_command(case: Case, build: tuple[str, ...], files: PeerFiles, port: int) -> list[str]:
@@ -542,7 +545,6 @@ def go_java_command(case: Case, build: tuple[str, ...], files: PeerFiles, port: 
     if scenario.startswith("keyupdate"):
         scenario, count = "keyupdate", scenario.removeprefix("keyupdate")
         extra = ["--updates", count]
-    flags = _peer_flags(case, files)
     return peer_command(
         build,
         files,
@@ -550,9 +552,9 @@ def go_java_command(case: Case, build: tuple[str, ...], files: PeerFiles, port: 
         version=case.version,
         scenario=scenario,
         port=port,
-        credentials=flags["credentials"],  # type: ignore[arg-type]
+        credentials=_peer_credentials(case, files),
         require_client_cert=case.peer_role == "server" and scenario.startswith("mtls"),
-        alpn=flags["alpn"],  # type: ignore[arg-type]
+        alpn=_peer_alpn(case),
         extra=extra,
     )
 
@@ -603,13 +605,12 @@ async def open_side(
                 await _close_all(side)
         return
     if case.stack == "gnutls":
-        flags = _peer_flags(case, files)
         async with run_gnutls_serv(
             files,
             case.version,
             log,
             require_client_cert=case.scenario.startswith("mtls"),
-            alpn=flags["alpn"],  # type: ignore[arg-type]
+            alpn=_peer_alpn(case),
         ) as (peer, port):
             side = Side(case, impl, ctx, peer, port=port)
             try:
