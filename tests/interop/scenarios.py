@@ -312,6 +312,11 @@ async def _gnutls_duplex(side: Side, stream: AnyStream, size: int) -> None:
     await stream.aclose()
     await side.end_input()
     await side.peer.finish()
+    # gnutls-cli reports each update it completed: the commands did run, mid-transfer.
+    done = {"keyupdate1": 1, "keyupdate100": 100}.get(side.case.scenario, 0)
+    assert side.log().count("- Rekey was completed") == done, side.peer.describe()
+    renegotiated = int(side.case.scenario == "renegotiate")
+    assert side.log().count("- ReHandshake was completed") == renegotiated, side.peer.describe()
 
 
 async def close(side: Side) -> None:
