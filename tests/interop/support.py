@@ -7,6 +7,7 @@ as a fake: the matrix in notes/interop.md shows them as "not supported by the pe
 from __future__ import annotations
 
 import json
+import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -182,9 +183,18 @@ def render(results: Path, command: str) -> str:
     ]
     for name, (what, only) in SCENARIOS.items():
         lines.append(f"- `{name}`: {what}" + (f" (TLS {only} only)" if only else "") + ".")
+    tally = {
+        impl: sum(1 for (_, i), o in outcomes.items() if i == impl and o["passed"])
+        for impl in IMPLS
+    }
+    runs = {impl: sum(1 for (_, i) in outcomes if i == impl) for impl in IMPLS}
     lines += [
         "",
         "## Matrix",
+        "",
+        f"Peers: {peer_versions()}.",
+        f"trio_tls passed {tally['trio_tls']} of {runs['trio_tls']} runnable cases; "
+        f"trio.SSLStream {tally['trio']} of {runs['trio']}.",
         "",
         "| scenario | stack | peer | TLS | trio_tls | trio.SSLStream |",
         "|---|---|---|---|---|---|",
@@ -200,6 +210,20 @@ def render(results: Path, command: str) -> str:
             f"{cells[0]} | {cells[1]} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def peer_versions() -> str:
+    """The versions of the peers' toolchains installed here, as they report them."""
+    found = []
+    for command in (["go", "version"], ["java", "-version"], ["gnutls-cli", "--version"]):
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        except OSError:
+            continue
+        text = (done.stdout or done.stderr).strip().splitlines()
+        if text:
+            found.append(text[0])
+    return "; ".join(found)
 
 
 def _cell(outcome: dict[str, object] | None) -> str:
