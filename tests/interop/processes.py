@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 import trio
+import trustme
 from cryptography.hazmat.primitives import serialization
 
 from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName
@@ -84,10 +85,7 @@ def write_peer_files(ca: TLSTestCA, stranger: TLSTestCA, directory: Path) -> Pee
     ca_file = directory / "ca.pem"
     ca.ca.cert_pem.write_to_path(str(ca_file))
 
-    def creds(leaf: object, name: str) -> Credentials:
-        from trustme import LeafCert
-
-        assert isinstance(leaf, LeafCert)
+    def creds(leaf: trustme.LeafCert, name: str) -> Credentials:
         chain = b"".join(blob.bytes() for blob in leaf.cert_chain_pems)
         return write_credentials(chain, leaf.private_key_pem.bytes(), directory, name)
 
@@ -263,9 +261,7 @@ def peer_command(
     alpn: Sequence[str] = (),
     extra: Sequence[str] = (),
 ) -> list[str]:
-    """The Go or Java peer's command line (both take the same flags)."""
-    go_style = len(build) == 1  # Go's flag package: -name; Java's parser: --name
-    dash = "-" if go_style else "--"
+    """The Go or Java peer's command line (both take the same ``--name value`` flags)."""
     command = [*build]
     options: list[tuple[str, str | None]] = [
         ("role", role),
@@ -283,7 +279,7 @@ def peer_command(
     if alpn:
         options.append(("alpn", ",".join(alpn)))
     for name, value in options:
-        command.append(dash + name)
+        command.append("--" + name)
         if value is not None:
             command.append(value)
     command += extra

@@ -4,7 +4,7 @@
 //            --ca F [--cert F --key F] [--require-client-cert] [--alpn a,b] [--name HOST]
 //            [--size BYTES] [--updates N]
 //
-// A server listens on 127.0.0.1 and prints "PORT <n>" first. Every peer prints what it
+// A server listens on 127.0.0.1 and prints "PORT=<n>" first. Every peer prints what it
 // saw as "key=value" lines on stdout; "error=..." reports a TLS failure, which the test
 // judges (a refused certificate is the expected outcome of one scenario). Keys are
 // PKCS#8 PEM, certificates PEM.

@@ -1,10 +1,11 @@
 // An interop peer on Go's crypto/tls: one binary, every scenario, either role.
 //
-// Usage: peer -role client|server -version 1.2|1.3 -scenario NAME [-port N] -ca F
+// Usage: peer --role client|server --version 1.2|1.3 --scenario NAME [--port N] --ca F
 //
-//	[-cert F -key F] [-require-client-cert] [-alpn a,b] [-name HOST] [-size BYTES]
+//	[--cert F --key F] [--require-client-cert] [--alpn a,b] [--name HOST] [--size BYTES]
 //
-// A server listens on 127.0.0.1 and prints "PORT <n>" first. Every peer prints what it
+// (the flag package takes -name and --name alike; the Java peer takes the same flags).
+// A server listens on 127.0.0.1 and prints "PORT=<n>" first. Every peer prints what it
 // saw as "key=value" lines on stdout; "error=..." reports a TLS failure, which the
 // test judges (a refused certificate is the expected outcome of one scenario).
 package main
