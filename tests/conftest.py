@@ -25,9 +25,9 @@ def no_fd_leak() -> Iterator[None]:
     assert open_fds() == before, "file descriptors leaked"
 
 
-# --- the interop suite (tests/interop): collected only under `make interop` ----------------
+# --- the interop suite (tests/interop): not collected by a plain `pytest` -----------------
 # It needs Go, Java and GnuTLS, which `make test` does not promise; `make interop`
-# installs them and passes --interop.
+# installs them and passes --interop. Naming a path inside tests/interop also runs it.
 
 INTEROP_DIR = Path(__file__).parent / "interop"
 
@@ -48,6 +48,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    if collection_path == INTEROP_DIR and not config.getoption("--interop"):
+    if collection_path == INTEROP_DIR and not _interop_requested(config):
         return True
     return None
+
+
+def _interop_requested(config: pytest.Config) -> bool:
+    """--interop, or a path inside tests/interop named on the command line."""
+    if config.getoption("--interop"):
+        return True
+    here = config.invocation_params.dir
+    named = ((here / arg.split("::")[0]).resolve() for arg in config.args)
+    return any(path.is_relative_to(INTEROP_DIR) for path in named)
