@@ -466,9 +466,13 @@ async def mtls_refused(side: Side) -> None:
         if side.serving:
             await side.peer.finish()
             assert side.peer.process.returncode != 0, side.peer.describe()
+            said = [line for line in side.log().splitlines() if line.startswith("***")]
+            side.note = "the client saw: " + (" ".join(said)[:120] or "no alert")
         return
     report = await side.peer_report()
     assert "error" in report, f"the peer did not see the refusal: {side.peer.describe()}"
+    # Whether the peer learnt *why* (the alert) or only that the connection died.
+    side.note = "the peer saw: " + report["error"][:120]
 
 
 async def pha(side: Side) -> None:
