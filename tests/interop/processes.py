@@ -153,6 +153,8 @@ class Peer:
     log: Path
     output: bytearray = field(default_factory=bytearray)
     output_ended: trio.Event = field(default_factory=trio.Event)
+    #: Where the peer writes its own messages, if not to stderr (gnutls-cli --logfile).
+    info: Path | None = None
     _grew: trio.Event = field(default_factory=trio.Event)
 
     async def _collect(self) -> None:
@@ -191,7 +193,8 @@ class Peer:
 
     def describe(self) -> str:
         """Exit status, output and log, for an assertion message."""
-        text = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+        logs = [path for path in (self.log, self.info) if path is not None and path.exists()]
+        text = "".join(path.read_text(errors="replace") for path in logs)[-3000:]
         shown = bytes(self.output[-2000:]).decode(errors="replace")
         return f"exit {self.process.returncode}; stdout: {shown!r}; log: {text!r}"
 

@@ -173,7 +173,8 @@ class Side:
 
     def log(self) -> str:
         """A gnutls-cli peer's informational messages."""
-        return self.peer.log.read_text(errors="replace")
+        assert self.peer.info is not None
+        return self.peer.info.read_text(errors="replace")
 
 
 Scenario = Callable[[Side], Awaitable[None]]
@@ -602,11 +603,15 @@ async def open_side(
     if case.our_role == "server":
         listener = (await trio.open_tcp_listeners(0, host=SERVER_ADDRESS))[0]
         port = listener.socket.getsockname()[1]
+        info = None
         if case.stack == "gnutls":
-            command = gnutls_client_command(case, files, port, log)
+            # Its --logfile is its own file: two writers on one file could overwrite.
+            info = tmp / f"{impl}-gnutls-cli.log"
+            command = gnutls_client_command(case, files, port, info)
         else:
             command = go_java_command(case, getattr(builds, case.stack), files, port)
         async with listener, run_peer(command, log, stdin=case.stack == "gnutls") as peer:
+            peer.info = info
             side = Side(case, impl, ctx, peer, listener=listener)
             try:
                 yield side
