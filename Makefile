@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
-.PHONY: demo test lint verifytypes docs ci bench bench-quick bench-ab soak clean
+.PHONY: demo test lint verifytypes docs ci bench bench-quick bench-ab soak clean interop interop-notes
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +86,26 @@ soak: $(VENV)/.stamp-bench
 	TRIO_TLS_FUZZ_EXAMPLES=2000 $(PY) -m pytest tests/test_fuzz.py -q --timeout=1200 --hypothesis-show-statistics
 	if $(PY) -c "import atheris" 2>/dev/null; then $(PY) tests/test_fuzz.py -runs=30000 -max_len=4096; fi
 	$(PY) tests/soak.py
+
+# Interop with TLS stacks that are not OpenSSL: Go crypto/tls, Java JSSE, GnuTLS.
+# Installs what is missing with apt-get (gnutls-bin, golang-go, openjdk-17-jdk-headless),
+# then runs tests/interop, writing every outcome to build/interop.json;
+# `make interop-notes` renders that run into notes/interop.md.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+interop: $(VENV)/.stamp-dev
+	@missing=""; \
+	command -v gnutls-cli >/dev/null && command -v gnutls-serv >/dev/null || missing="$$missing gnutls-bin"; \
+	command -v go >/dev/null || missing="$$missing golang-go"; \
+	command -v javac >/dev/null || missing="$$missing openjdk-17-jdk-headless"; \
+	if [ -n "$$missing" ]; then \
+		echo "interop: installing$$missing"; \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	$(PY) -m pytest tests/interop --interop --interop-results build/interop.json -p no:cacheprovider
+
+interop-notes: $(VENV)/.stamp-dev
+	$(PY) -m tests.interop.render build/interop.json notes/interop.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -7,6 +7,7 @@ Certificates and TLS versions come from the plugin's public fixtures (``tls_ca``
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -34,3 +35,40 @@ def patched_trio() -> Iterator[None]:
         yield
     finally:
         trio_tls.unpatch_trio()
+
+
+# --- the interop suite (tests/interop): not collected by a plain `pytest` -----------------
+# It needs Go, Java and GnuTLS, which `make test` does not promise; `make interop`
+# installs them and passes --interop. Naming a path inside tests/interop also runs it.
+
+INTEROP_DIR = Path(__file__).parent / "interop"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("trio_tls interop")
+    group.addoption(
+        "--interop",
+        action="store_true",
+        help="collect tests/interop: peers on Go, Java and GnuTLS (see `make interop`)",
+    )
+    group.addoption(
+        "--interop-results",
+        metavar="PATH",
+        default=None,
+        help="write the interop outcomes (trio_tls and trio.SSLStream) as JSON to PATH",
+    )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if collection_path == INTEROP_DIR and not _interop_requested(config):
+        return True
+    return None
+
+
+def _interop_requested(config: pytest.Config) -> bool:
+    """--interop, or a path inside tests/interop named on the command line."""
+    if config.getoption("--interop"):
+        return True
+    here = config.invocation_params.dir
+    named = ((here / arg.split("::")[0]).resolve() for arg in config.args)
+    return any(path.is_relative_to(INTEROP_DIR) for path in named)
