@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import re
 import shutil
 import signal
 import ssl
@@ -39,6 +40,11 @@ from .tls import bound_address, close_quietly, server_context, summarize
 
 #: An HTTP request head larger than this is refused; browsers send about 1 KiB.
 MAX_REQUEST_HEAD = 64 * 1024
+
+#: The blank line that ends a request head. HTTP says CRLF, but servers accept a bare
+#: LF too (RFC 9112 section 2.2), and hand-typed requests and many test clients send
+#: ``\n\n``: without this they would wait for a CRLF that never comes.
+_END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
 
 Stream = SSLStream[trio.SocketStream]
 
@@ -377,7 +383,7 @@ async def _receive_http(stream: Stream, opts: ServeOptions) -> bytes:
 
 async def _http(stream: Stream, opts: ServeOptions) -> None:
     head = await _read_head(stream, opts)
-    request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+    request_line = head.split(b"\n", 1)[0].rstrip(b"\r").decode("latin-1")
     summary = summarize(stream)
     body = "\n".join(
         [
@@ -399,7 +405,7 @@ async def _http(stream: Stream, opts: ServeOptions) -> None:
 
 async def _read_head(stream: Stream, opts: ServeOptions) -> bytes:
     head = bytearray()
-    while b"\r\n\r\n" not in head:
+    while not _END_OF_HEAD.search(head):
         if len(head) > MAX_REQUEST_HEAD:
             raise BadRequest("request head too large")
         if not (data := await _receive_http(stream, opts)):
