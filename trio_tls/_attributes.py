@@ -58,7 +58,13 @@ class ConnectionAttributes:
     @overload
     def getpeercert(self, binary_form: bool) -> dict[str, Any] | bytes | None: ...
     def getpeercert(self, binary_form: bool = False) -> dict[str, Any] | bytes | None:
-        return self._after_handshake("getpeercert").getpeercert(binary_form)
+        """The peer's certificate; None also while the peer is still sending a new one.
+
+        That is, during a post-handshake authentication or a TLS 1.2 renegotiation,
+        where ``ssl.SSLObject.getpeercert`` would raise ``ValueError``.
+        """
+        self._after_handshake("getpeercert")
+        return self._engine.peer_certificate(binary_form)
 
     def selected_npn_protocol(self) -> str | None:
         return self._after_handshake("selected_npn_protocol").selected_npn_protocol()

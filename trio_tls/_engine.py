@@ -290,6 +290,25 @@ class TLSEngine:
             raise ValueError(f"post-handshake authentication needs TLS 1.3, not {version}")
         self.obj.verify_client_post_handshake()
 
+    def peer_certificate(self, binary_form: bool) -> dict[str, Any] | bytes | None:
+        """``obj.getpeercert(binary_form)``, None while a certificate is on its way.
+
+        CPython raises ``ValueError("handshake not done yet")`` whenever OpenSSL is in
+        the middle of a handshake exchange, and after the first handshake that is the
+        peer's timing, not a misuse: a post-handshake Certificate/CertificateVerify/
+        Finished that arrives over several transport reads (GnuTLS sends it so), or a
+        TLS 1.2 renegotiation. Until the exchange completes there is no new verified
+        certificate to report, so "not yet" is None, as before the request.
+        """
+        try:
+            return self.obj.getpeercert(binary_form)
+        except ValueError:
+            return None
+
+    def has_peer_certificate(self) -> bool:
+        """Whether the peer's certificate has been received and verified (see above)."""
+        return self.peer_certificate(True) is not None
+
     def has_resumable_session(self) -> bool:
         """Whether :attr:`obj`.session could resume this connection now.
 

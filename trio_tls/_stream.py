@@ -367,8 +367,9 @@ class SSLStream(Driver, ConnectionAttributes, HalfCloseableStream, Generic[T_Str
                 "(set post_handshake_auth = True on its SSLContext)"
             ) from exc
         await self._drive("certificate request", self._engine.handshake)
-        obj = self._engine.obj
-        if not await self._read_ahead_until(lambda: obj.getpeercert(binary_form=True) is not None):
+        # The check runs after every batch of records, so it may meet OpenSSL half-way
+        # through the client's answer: has_peer_certificate() reads that as "not yet".
+        if not await self._read_ahead_until(self._engine.has_peer_certificate):
             raise PostHandshakeAuthError(
                 "the client closed the connection instead of sending a certificate"
             )
