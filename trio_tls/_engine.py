@@ -406,21 +406,21 @@ class TLSEngine:
     def _read_ahead_room(self) -> int:
         return READ_AHEAD_LIMIT - len(self._plain)
 
-    def read_ahead_until(self, ready: Callable[[], bool]) -> Step[bool]:
+    def read_ahead_until(self, ready: Callable[[], bool]) -> Step[bool | None]:
         """Process incoming records until ``ready()``, keeping any plaintext for later.
 
         For callers waiting for something only a read processes (a TLS 1.3 ticket, a
         post-handshake certificate) without consuming the application's data, which
         the next :meth:`read` returns first. Finishes with True once ``ready()`` holds
         (checked after every record batch, so a ticket followed by an EOF still
-        counts), or False at end of stream. At most :data:`READ_AHEAD_LIMIT` bytes of
-        plaintext are kept: when that much is held, the step wants input and
-        :attr:`read_ahead_full` tells the driver not to feed any.
+        counts), False at end of stream, or None once :data:`READ_AHEAD_LIMIT` bytes
+        of plaintext are held: the caller is the only reader while it waits, so no one
+        would ever make room, and waiting could only end at its deadline.
         """
         if ready():
             return Step(b"", want_read=False, finished=True, result=True)
         if self.read_ahead_full:
-            return Step(b"", want_read=True, finished=False)
+            return Step(b"", want_read=False, finished=True, result=None)
         step = _as_read_step(self._read_buffered(None, self._read_ahead_room()))
         if step.error is not None:
             return Step(step.to_send, want_read=False, finished=True, error=step.error)
