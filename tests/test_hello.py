@@ -18,38 +18,7 @@ import trio
 
 from tests.helpers.peers import require_tool
 from trio_tls import SSLStream, select_context_by_sni
-from trio_tls._hello import MAX_HELLO_BYTES, MORE, server_name
 from trio_tls.testing import TLSTestCA, TLSVersionName
-
-
-def _client_hello(context: ssl.SSLContext, hostname: str | None) -> bytes:
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    client = context.wrap_bio(incoming, outgoing, server_hostname=hostname)
-    with pytest.raises(ssl.SSLWantReadError):
-        client.do_handshake()
-    return outgoing.read()
-
-
-def test_the_server_name_is_read_from_a_real_client_hello(tls_ca: TLSTestCA) -> None:
-    hello = _client_hello(tls_ca.client_context(), "trio-tls.example")
-    assert server_name(hello) == b"trio-tls.example"
-    context = tls_ca.client_context()
-    context.check_hostname = False
-    assert server_name(_client_hello(context, None)) is None
-
-
-def test_a_hello_cut_anywhere_asks_for_more(tls_ca: TLSTestCA) -> None:
-    hello = _client_hello(tls_ca.client_context(), "trio-tls.example")
-    for end in range(len(hello)):
-        assert server_name(hello[:end]) is MORE, f"cut at {end} of {len(hello)}"
-
-
-def test_what_is_not_a_client_hello_is_left_to_openssl() -> None:
-    assert server_name(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") is None
-    # A handshake record whose content is too short for a ClientHello: malformed.
-    assert server_name(b"\x16\x03\x01\x00\x04\x01\x00\x00\x00") is None
-    # A record header promising more than one record can hold: not waited for.
-    assert server_name(b"\x16\x03\x01\xff\xff" + bytes(MAX_HELLO_BYTES)) is None
 
 
 async def test_a_raw_utf8_server_name_is_refused_by_name(

@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from trio_tls import SSLListener, SSLStream, select_context_by_sni, serve_ssl_over_tcp
-from trio_tls._sni import _lookup
+from trio_tls._sni import lookup_name
 from trio_tls.testing import TLSTestCA, TLSVersionName, handshake_pair
 
 from .helpers.peers import openssl_flag, require_tool, run_tool
@@ -25,10 +25,10 @@ from .helpers.streams import port_of
 def test_sni_lookup_rules() -> None:
     a, b = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     table = {"a.example": a, "*.b.example": b}
-    assert _lookup(table, "A.Example.") is a
-    assert _lookup(table, "x.b.example") is b
-    assert _lookup(table, "y.x.b.example") is None  # a wildcard covers one label
-    assert _lookup(table, "b.example") is None
+    assert lookup_name(table, "A.Example.") is a
+    assert lookup_name(table, "x.b.example") is b
+    assert lookup_name(table, "y.x.b.example") is None  # a wildcard covers one label
+    assert lookup_name(table, "b.example") is None
 
 
 @pytest.mark.parametrize("reject_unknown", [False, True], ids=["fallback", "reject"])

@@ -37,7 +37,7 @@ from typing import Any, Generic, TypeVar
 
 import idna
 
-from ._hello import MAX_HELLO_BYTES, MORE, ServerNameError, server_name
+from ._hello import HelloReader, ServerNameError
 
 T = TypeVar("T")
 
@@ -185,10 +185,10 @@ class TLSEngine:
         self._swallowed = 0
         # Ciphertext taken out of the outgoing BIO by such a drain, still to be sent.
         self._pending_out = b""
-        # A server with an SNI callback keeps the first bytes it receives until it has
-        # seen the ClientHello's server name (see trio_tls._hello); None otherwise.
-        self._hello: bytearray | None = (
-            bytearray() if server_side and context.sni_callback is not None else None
+        # A server with an SNI callback follows the ClientHello until it has seen its
+        # server name (see trio_tls._hello); None otherwise.
+        self._hello: HelloReader | None = (
+            HelloReader() if server_side and context.sni_callback is not None else None
         )
 
     # -- feeding ciphertext in --------------------------------------------------------
@@ -197,7 +197,7 @@ class TLSEngine:
         """Give the engine ciphertext received from the transport."""
         self._in.write(data)
         if self._hello is not None:
-            self._hello += data[: MAX_HELLO_BYTES - len(self._hello)]
+            self._hello.follow(data)
 
     def feed_eof(self) -> None:
         """Tell the engine the transport reached end-of-file."""
@@ -242,19 +242,14 @@ class TLSEngine:
 
     def _check_server_name(self) -> Step[None] | None:
         """A Step to return instead of handshaking: wait for more, or refuse the hello."""
-        assert self._hello is not None
-        name = server_name(bytes(self._hello))
-        if name is MORE:
+        reader = self._hello
+        assert reader is not None
+        if reader.hello is None and reader.error is None:
             return Step(b"", want_read=True, finished=False) if not self._in.eof else None
         self._hello = None
-        if isinstance(name, bytes) and not name.isascii():
-            return self._failed(
-                ServerNameError(
-                    f"the client sent a server name (SNI) that is not ASCII: {name!r}; "
-                    "clients must send internationalised names as IDNA A-labels (xn--...)"
-                )
-            )
-        return None
+        if reader.error is not None and reader.error.reason == "non_ascii_server_name":
+            return self._failed(ServerNameError(str(reader.error)))
+        return None  # a readable hello, or one OpenSSL will refuse with its own alert
 
     def handshake(self) -> Step[None]:
         if self._hello is not None:

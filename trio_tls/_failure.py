@@ -17,7 +17,9 @@ from collections.abc import Iterator, Sequence
 
 import trio
 
+from ._choosing import ContextChoiceError
 from ._engine import _is_eof
+from ._hello import ClientHelloError
 
 # OpenSSL reason codes (ssl.SSLError.reason) with a plainer explanation, as
 # seen by a client (about the server) ...
@@ -93,6 +95,10 @@ def explain(exc: BaseException, *, peer: str = "server") -> str:
     certificate should use :func:`explain_verification`, which says why.
     """
     found = list(causes(exc))
+    for cause in found:
+        # Our own wording already names the server name, or what the bytes were.
+        if isinstance(cause, ContextChoiceError | ClientHelloError):
+            return str(cause)
     if any(isinstance(e, trio.TooSlowError) for e in found):
         # trio_tls's handshake_timeout: BrokenResourceError from TooSlowError.
         return f"the {peer} took too long to complete the handshake"

@@ -1,29 +1,54 @@
-"""A look at the server name in a ClientHello, before OpenSSL parses it.
+"""Reading a ClientHello before OpenSSL does: sans-I/O, bytes in, a verdict out.
 
-When a server context has an SNI callback, CPython decodes the name the client sent
-as ASCII before it calls any Python code. A client that puts raw UTF-8 there instead
-of IDNA A-labels (which RFC 6066 forbids, and ``openssl s_client -servername
-bücher.example`` does) makes CPython report an "unraisable" ``UnicodeDecodeError``
-and fail the handshake with a generic alert; nothing in the callback can prevent it.
-So a server engine reads the name first and refuses such a hello itself, with an
-error that says what was wrong. No trio, no I/O: bytes in, a verdict out.
+Two jobs need the client's first flight before any SSLObject sees it:
+
+- A server with an SNI callback must refuse a server name that is not ASCII itself.
+  A client that puts raw UTF-8 there instead of IDNA A-labels (which RFC 6066
+  forbids, and ``openssl s_client -servername bücher.example`` does) makes CPython
+  report an "unraisable" ``UnicodeDecodeError`` and fail the handshake with a
+  generic alert; nothing in the callback can prevent it.
+- Choosing a certificate with trio code (which cannot run inside OpenSSL's
+  synchronous callback), and routing a connection by name without terminating TLS,
+  both need the hello's server name, ALPN list and versions up front.
+
+The parser is strict about framing and lenient about content: anything that is not
+a TLS handshake record carrying a ClientHello is refused with a
+:class:`ClientHelloError` that says what was wrong; extensions it does not read are
+skipped, and whether the hello is acceptable TLS is left to OpenSSL. A hello may
+span several records (RFC 8446 section 5.1 allows the fragmentation; large
+post-quantum key shares make it happen), up to ``max_bytes`` in all. No trio, no I/O.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import ssl
 from typing import Final
 
-#: Returned while the bytes so far end before the server name (or the hello).
-MORE: Final = object()
+import idna
 
 _HANDSHAKE_RECORD: Final = 22
 _CLIENT_HELLO: Final = 1
 _SERVER_NAME_EXTENSION: Final = 0
+_ALPN_EXTENSION: Final = 16
+_SUPPORTED_VERSIONS_EXTENSION: Final = 43
 _HOST_NAME: Final = 0
-#: A ClientHello longer than one record is not examined (OpenSSL 3.0 clients never
-#: send one); waiting for more would only delay the handshake.
-MAX_HELLO_BYTES: Final = 5 + 16 * 1024
+_RECORD_HEADER: Final = 5
+#: RFC 8446 section 5.1: a plaintext record carries at most 2**14 bytes.
+_MAX_FRAGMENT: Final = 2**14
+#: The default bound on a ClientHello's records together: four full records. Hellos
+#: with hybrid post-quantum key shares take about 1.5 KiB; nothing legitimate comes
+#: near, and it bounds what a server holds for a client that never finishes one.
+DEFAULT_MAX_HELLO_BYTES: Final = 4 * (_RECORD_HEADER + _MAX_FRAGMENT)
+
+_VERSIONS: Final = {
+    0x0304: ssl.TLSVersion.TLSv1_3,
+    0x0303: ssl.TLSVersion.TLSv1_2,
+    0x0302: ssl.TLSVersion.TLSv1_1,
+    0x0301: ssl.TLSVersion.TLSv1,
+    0x0300: ssl.TLSVersion.SSLv3,
+}
 
 
 class ServerNameError(ssl.SSLError):
@@ -33,6 +58,46 @@ class ServerNameError(ssl.SSLError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class ClientHelloError(Exception):
+    """The bytes a client sent first are not a ClientHello that can be read.
+
+    ``reason`` is one of ``"not_tls"`` (the first byte is not a TLS handshake record:
+    plain HTTP sent to a TLS port, say), ``"malformed"`` (a length or field does not
+    fit), ``"too_large"`` (the hello does not end within the bound), ``"truncated"``
+    (the transport ended inside it) and ``"non_ascii_server_name"``. The message
+    names what was wrong in words.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        #: A short machine-readable name for what was wrong (see the class docstring).
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClientHello:
+    """What a TLS client asked for in its ClientHello, read before any handshake.
+
+    A server reads it to choose a certificate (an async chooser given instead of an
+    ``ssl.SSLContext``) or to route the connection by name. Nothing here is
+    verified: it is what the client claims, before any cryptography.
+    """
+
+    #: The server name (SNI) in the A-label form clients send (``xn--bcher-kva.example``),
+    #: lowercase; None when the client sent none (as for an IP address).
+    server_name: str | None
+    #: The same name decoded to Unicode (``bücher.example``); equal to
+    #: :attr:`server_name` for ASCII names, and to it as well when the A-labels do
+    #: not decode (the client's name is then passed on as sent, never guessed at).
+    server_name_unicode: str | None
+    #: The ALPN protocol names the client offered, in its order of preference.
+    alpn_protocols: tuple[str, ...]
+    #: The TLS versions the client offered, in its order: the supported_versions
+    #: extension when present (TLS 1.3 clients), else the hello's legacy version.
+    #: Values this Python does not name (GREASE, drafts) are left out.
+    tls_versions: tuple[ssl.TLSVersion, ...]
 
 
 class _Short(Exception):
@@ -67,42 +132,198 @@ class _Reader:
         return self._pos >= len(self._data)
 
 
-def server_name(data: bytes) -> bytes | object | None:
-    """The raw server name of the ClientHello at the start of ``data``.
+class HelloReader:
+    """Follows a ClientHello's records as bytes arrive, and reads it once it is whole.
 
-    Returns the name's bytes, None when there is none (or the data is not a
-    ClientHello in one record: OpenSSL will judge it), or :data:`MORE` while ``data``
-    stops before the end of the first record.
+    Sans-I/O and incremental, so that a hello cut into one-byte reads or one-byte
+    records costs time linear in its size: each byte is looked at once for framing,
+    and the fields are parsed once, when the message is complete. Memory is bounded
+    by ``max_bytes``. A stream reader asks for :attr:`wanted` bytes at a time and so
+    never reads past the hello; an engine that already holds more gives it all to
+    :meth:`feed`, which takes only the hello's part.
+
+    Errors are sticky: once :meth:`feed` has raised, :attr:`error` keeps the
+    :class:`ClientHelloError` and every later call raises it again.
     """
-    if not data:
-        return MORE
-    if data[0] != _HANDSHAKE_RECORD:
-        return None  # not TLS at all (plain HTTP, say): OpenSSL says so itself
-    record = _Reader(data)
-    try:
-        record.take(1 + 2)  # content type, legacy record version
-        fragment = record.vector(2)
-    except _Short:
-        return MORE if len(data) < MAX_HELLO_BYTES else None
-    try:
-        return _name_in(fragment)
-    except _Short:
-        return None  # malformed, or a hello split over records: OpenSSL's to judge
+
+    __slots__ = ("_header", "_left", "_max", "_message", "error", "hello", "taken")
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_HELLO_BYTES) -> None:
+        self._max = max_bytes
+        self._header = bytearray()  # the current record's header, while incomplete
+        self._left = 0  # bytes of the current record's fragment still to come
+        self._message = bytearray()  # the handshake message, without record headers
+        #: Bytes taken so far: the hello's records, and nothing after them.
+        self.taken = 0
+        #: The hello, once its last record has been taken.
+        self.hello: ClientHello | None = None
+        #: Why the bytes cannot be a ClientHello, once :meth:`feed` has said so.
+        self.error: ClientHelloError | None = None
+
+    @property
+    def wanted(self) -> int:
+        """How many more bytes can be taken without reading past the hello (0 when done).
+
+        The very first byte is asked for alone: plain text sent to a TLS port is then
+        refused at its first byte, with nothing more read.
+        """
+        if self.hello is not None or self.error is not None:
+            return 0
+        if self._left:
+            return self._left
+        return 1 if self.taken == 0 else _RECORD_HEADER - len(self._header)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> int:
+        """Take the bytes of ``data`` that belong to the hello; returns how many.
+
+        Raises:
+          ClientHelloError: the bytes cannot start a ClientHello of at most
+            ``max_bytes`` (also on every call after the first such error).
+        """
+        if self.error is not None:
+            raise self.error
+        try:
+            return self._feed(memoryview(data))
+        except ClientHelloError as exc:
+            self.error = exc
+            raise
+
+    def follow(self, data: bytes | bytearray | memoryview) -> None:
+        """Like :meth:`feed`, for an engine that keeps every byte anyway: an error is
+        only kept in :attr:`error`, for its next handshake step to act on."""
+        if self.wanted:
+            with contextlib.suppress(ClientHelloError):
+                self.feed(data)
+
+    def _feed(self, data: memoryview) -> int:
+        if self.taken == 0 and data and data[0] != _HANDSHAKE_RECORD:
+            raise _not_tls(bytes(data[:16]))
+        pos = 0
+        while pos < len(data) and self.hello is None:
+            chunk = data[pos : pos + self.wanted]
+            pos += len(chunk)
+            self.taken += len(chunk)
+            if self._left:
+                self._message += chunk
+                self._left -= len(chunk)
+                if not self._left:
+                    self._record_done()
+            else:
+                self._header += chunk
+                self._header_progress()
+        return pos
+
+    def _header_progress(self) -> None:
+        header = self._header
+        if header[0] != _HANDSHAKE_RECORD:
+            raise ClientHelloError("malformed", "a non-handshake record inside the ClientHello")
+        if len(header) < _RECORD_HEADER:
+            return
+        length = int.from_bytes(header[3:5], "big")
+        if header[1] != 3 or length == 0 or length > _MAX_FRAGMENT:
+            raise ClientHelloError(
+                "malformed", f"a TLS record header that no client sends: {header.hex()}"
+            )
+        if self.taken + length > self._max:
+            raise _too_large(self._max)
+        self._header, self._left = bytearray(), length
+
+    def _record_done(self) -> None:
+        message = self._message
+        if len(message) >= 4:
+            if message[0] != _CLIENT_HELLO:
+                raise ClientHelloError("malformed", "the first handshake message is no ClientHello")
+            whole = 4 + int.from_bytes(message[1:4], "big")
+            if len(message) > whole:
+                raise ClientHelloError("malformed", "bytes after the ClientHello message")
+            if len(message) == whole:
+                self.hello = _hello_from(bytes(message[4:]))
+                return
+        if self.taken + _RECORD_HEADER >= self._max:  # no room for one more record
+            raise _too_large(self._max)
 
 
-def _name_in(fragment: _Reader) -> bytes | None:
-    if fragment.number(1) != _CLIENT_HELLO:
-        return None
-    body = fragment.vector(3)
-    body.take(2 + 32)  # legacy version, random
+def _not_tls(first: bytes) -> ClientHelloError:
+    return ClientHelloError(
+        "not_tls",
+        f"the client's first bytes are not a TLS handshake record (they begin {first!r}); "
+        "is it speaking plain text to a TLS port?",
+    )
+
+
+def _too_large(max_bytes: int) -> ClientHelloError:
+    return ClientHelloError(
+        "too_large", f"the ClientHello does not end within the first {max_bytes} bytes"
+    )
+
+
+def parse_client_hello(
+    data: bytes | bytearray, *, max_bytes: int = DEFAULT_MAX_HELLO_BYTES
+) -> tuple[ClientHello, int] | None:
+    """Read the ClientHello at the start of ``data``.
+
+    Returns the hello and the number of bytes its records took (everything after
+    that belongs to the client's next flight), or None while ``data`` ends before
+    the hello does.
+
+    Raises:
+      ClientHelloError: ``data`` cannot start a ClientHello of at most ``max_bytes``.
+    """
+    reader = HelloReader(max_bytes)
+    reader.feed(data)
+    return None if reader.hello is None else (reader.hello, reader.taken)
+
+
+def _hello_from(body: bytes) -> ClientHello:
+    try:
+        raw_name, alpn, versions = _fields(_Reader(body))
+    except _Short:
+        raise ClientHelloError("malformed", "a ClientHello field overruns the message") from None
+    name, unicode_name = _names(raw_name)
+    return ClientHello(name, unicode_name, alpn, versions)
+
+
+def _fields(body: _Reader) -> tuple[bytes | None, tuple[str, ...], tuple[ssl.TLSVersion, ...]]:
+    legacy_version = body.number(2)
+    body.take(32)  # random
     for width in (1, 2, 1):  # session id, cipher suites, compression methods
         body.vector(width)
-    if body.done:
-        return None  # no extensions at all
-    extensions = body.vector(2)
+    name: bytes | None = None
+    alpn: tuple[str, ...] = ()
+    offered = [legacy_version]
+    extensions = body.vector(2) if not body.done else _Reader(b"")
     while not extensions.done:
         kind, content = extensions.number(2), extensions.vector(2)
         if kind == _SERVER_NAME_EXTENSION:
             names = content.vector(2)
-            return names.vector(2).rest() if names.number(1) == _HOST_NAME else None
-    return None
+            name = names.vector(2).rest() if names.number(1) == _HOST_NAME else None
+        elif kind == _ALPN_EXTENSION:
+            alpn = _alpn(content.vector(2))
+        elif kind == _SUPPORTED_VERSIONS_EXTENSION:
+            listed, offered = content.vector(1), []
+            while not listed.done:
+                offered.append(listed.number(2))
+    return name, alpn, tuple(_VERSIONS[v] for v in offered if v in _VERSIONS)
+
+
+def _alpn(names: _Reader) -> tuple[str, ...]:
+    protocols = []
+    while not names.done:
+        protocols.append(names.vector(1).rest().decode("latin-1"))
+    return tuple(protocols)
+
+
+def _names(raw: bytes | None) -> tuple[str | None, str | None]:
+    if raw is None:
+        return None, None
+    if not raw.isascii():
+        raise ClientHelloError(
+            "non_ascii_server_name",
+            f"the client sent a server name (SNI) that is not ASCII: {raw!r}; clients "
+            "must send internationalised names as IDNA A-labels (xn--...)",
+        )
+    name = raw.decode("ascii").lower()
+    try:
+        return name, idna.decode(name)
+    except idna.IDNAError:
+        return name, name

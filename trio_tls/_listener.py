@@ -20,6 +20,7 @@ from typing import NoReturn, final
 import trio
 from trio.abc import Listener
 
+from ._choosing import ContextChooser
 from ._contexts import keep_truncation_detectable
 from ._failure import explain
 from ._stream import SSLStream, T_Stream
@@ -44,7 +45,9 @@ class SSLListener(Listener[SSLStream[T_Stream]]):
       transport_listener: the listener to wrap, usually a :class:`trio.SocketListener`.
       ssl_context: the context for new connections. It can be replaced at any time
           by assigning :attr:`ssl_context` (certificate rotation): connections
-          accepted later use the new one, existing ones keep theirs.
+          accepted later use the new one, existing ones keep theirs. It may also be
+          an async chooser, ``(ClientHello) -> ssl.SSLContext``, run in each
+          connection's handshake (see :class:`SSLStream`).
       https_compatible: passed on to :class:`SSLStream`.
       handshake_timeout: passed on to :class:`SSLStream` (default 60 s; None for none).
       close_timeout: passed on to :class:`SSLStream`.
@@ -57,14 +60,14 @@ class SSLListener(Listener[SSLStream[T_Stream]]):
     def __init__(
         self,
         transport_listener: Listener[T_Stream],
-        ssl_context: ssl.SSLContext,
+        ssl_context: ssl.SSLContext | ContextChooser,
         *,
         https_compatible: bool = False,
         handshake_timeout: float | None = DEFAULT_SERVER_HANDSHAKE_TIMEOUT,
         close_timeout: float | None = None,
     ) -> None:
         self.transport_listener = transport_listener
-        self.ssl_context = ssl_context
+        self.ssl_context: ssl.SSLContext | ContextChooser = ssl_context
         self._https_compatible = https_compatible
         self._handshake_timeout = handshake_timeout
         self._close_timeout = close_timeout
@@ -132,7 +135,7 @@ async def open_ssl_over_tcp_stream(
 
 async def open_ssl_over_tcp_listeners(
     port: int,
-    ssl_context: ssl.SSLContext,
+    ssl_context: ssl.SSLContext | ContextChooser,
     *,
     host: str | bytes | None = None,
     https_compatible: bool = False,
@@ -140,7 +143,10 @@ async def open_ssl_over_tcp_listeners(
     handshake_timeout: float | None = DEFAULT_SERVER_HANDSHAKE_TIMEOUT,
     close_timeout: float | None = None,
 ) -> list[SSLListener[trio.SocketStream]]:
-    """Open TCP listeners (see :func:`trio.open_tcp_listeners`) wrapped in SSLListeners."""
+    """Open TCP listeners (see :func:`trio.open_tcp_listeners`) wrapped in SSLListeners.
+
+    ``ssl_context`` may be an async chooser, as for :class:`SSLListener`.
+    """
     tcp_listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
     return [
         SSLListener(
@@ -157,7 +163,7 @@ async def open_ssl_over_tcp_listeners(
 async def serve_ssl_over_tcp(
     handler: Callable[[SSLStream[trio.SocketStream]], Awaitable[object]],
     port: int,
-    ssl_context: ssl.SSLContext,
+    ssl_context: ssl.SSLContext | ContextChooser,
     *,
     host: str | bytes | None = None,
     https_compatible: bool = False,
@@ -184,6 +190,11 @@ async def serve_ssl_over_tcp(
     a connection up before its handshake, serve an :class:`SSLListener` from
     :func:`open_ssl_over_tcp_listeners` with :func:`trio.serve_listeners`: its
     handshake is lazy, as in trio.
+
+    ``ssl_context`` may be an async chooser, ``(ClientHello) -> ssl.SSLContext``,
+    awaited in each connection's handshake (on-demand TLS, with
+    :class:`~trio_tls.ContextCache`); a client whose chooser fails is logged and
+    dropped like any other failed handshake, the line naming the server name.
 
     With ``nursery.start`` you get the listeners back (``listeners[0].socket`` gives
     the bound address through ``transport_listener``).

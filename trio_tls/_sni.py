@@ -12,8 +12,23 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping
+from typing import TypeVar
 
 from ._engine import encode_hostname
+
+_T = TypeVar("_T")
+
+
+def name_table(by_name: Mapping[str, _T]) -> dict[str, _T]:
+    """``by_name`` keyed as clients send names, for :func:`lookup_name`.
+
+    Shared by :func:`select_context_by_sni` and the ``trio-tls route`` command, so
+    that a name (wildcards and IDNA included) matches the same way in both.
+
+    Raises:
+      ValueError: a key is not a valid host name (the message names it).
+    """
+    return {_key(name): value for name, value in by_name.items()}
 
 
 def _key(name: str) -> str:
@@ -36,7 +51,8 @@ def _key(name: str) -> str:
     return prefix + encoded.lower()
 
 
-def _lookup(by_name: Mapping[str, ssl.SSLContext], name: str) -> ssl.SSLContext | None:
+def lookup_name(by_name: Mapping[str, _T], name: str) -> _T | None:
+    """The value for the server name ``name`` in a :func:`name_table`; never raises."""
     name = name.lower().rstrip(".")
     if name in by_name:
         return by_name[name]
@@ -76,12 +92,12 @@ def select_context_by_sni(
     Raises:
       ValueError: a key is not a valid host name (the message names it).
     """
-    table = {_key(name): ctx for name, ctx in by_name.items()}
+    table = name_table(by_name)
 
     def choose(
         connection: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext
     ) -> int | None:
-        chosen = _lookup(table, server_name) if server_name else None
+        chosen = lookup_name(table, server_name) if server_name else None
         if chosen is not None:
             connection.context = chosen
         elif reject_unknown:

@@ -49,6 +49,9 @@ class TLSStatistics:
     session_reused: bool
     #: Seconds from the handshake's first step to its completion; None before.
     handshake_duration: float | None
+    #: Seconds spent in the server's context chooser (part of the handshake); None
+    #: when the stream has a fixed context or the chooser has not run yet.
+    choose_duration: float | None
     #: Plaintext bytes accepted by send_all / returned by receive_some.
     bytes_sent: int
     bytes_received: int

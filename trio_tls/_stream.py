@@ -22,6 +22,7 @@ import trio
 from trio.abc import HalfCloseableStream, Stream
 
 from ._attributes import ConnectionAttributes
+from ._choosing import ChoosingEngine, ContextChooser, split_chooser
 from ._closing import Closing
 from ._engine import TLSEngine, encode_hostname
 from ._exceptions import NoSessionTicketError, PostHandshakeAuthError, read_ahead_full
@@ -47,7 +48,7 @@ class SSLStream(Closing, ConnectionAttributes, HalfCloseableStream, Generic[T_St
 
     Args:
       transport_stream: the stream to encrypt, usually a :class:`trio.SocketStream`.
-      ssl_context: the :class:`ssl.SSLContext` to use.
+      ssl_context: the :class:`ssl.SSLContext`, or on a server a :data:`~trio_tls.ContextChooser`.
       server_hostname: on a client, the name to send (SNI) and to check the server's
           certificate against when ``ssl_context.check_hostname`` is on.
       server_side: True for the server end.
@@ -74,6 +75,7 @@ class SSLStream(Closing, ConnectionAttributes, HalfCloseableStream, Generic[T_St
     """
 
     __slots__ = (
+        "_choice",
         "_close_timeout",
         "_handshake",
         "_handshake_seconds",
@@ -86,7 +88,7 @@ class SSLStream(Closing, ConnectionAttributes, HalfCloseableStream, Generic[T_St
     def __init__(
         self,
         transport_stream: T_Stream,
-        ssl_context: ssl.SSLContext,
+        ssl_context: ssl.SSLContext | ContextChooser,
         *,
         server_hostname: str | bytes | None = None,
         server_side: bool = False,
@@ -95,6 +97,7 @@ class SSLStream(Closing, ConnectionAttributes, HalfCloseableStream, Generic[T_St
         handshake_timeout: float | None = None,
         close_timeout: float | None = None,
     ) -> None:
+        self._choice, ssl_context = split_chooser(ssl_context, server_side=server_side)
         if not server_side and server_hostname is None and ssl_context.check_hostname:
             # wrap_bio() accepts this and then verifies no hostname at all (only
             # wrap_socket() refuses it), so the certificate of *any* name would pass.
@@ -102,7 +105,7 @@ class SSLStream(Closing, ConnectionAttributes, HalfCloseableStream, Generic[T_St
                 "check_hostname requires server_hostname: pass the name the server's "
                 "certificate must match, or turn off ssl_context.check_hostname"
             )
-        engine = TLSEngine(
+        engine = (ChoosingEngine if self._choice else TLSEngine)(
             ssl_context,
             server_side=server_side,
             server_hostname=encode_hostname(server_hostname),
@@ -134,6 +137,7 @@ class SSLStream(Closing, ConnectionAttributes, HalfCloseableStream, Generic[T_St
             alpn_protocol=obj.selected_alpn_protocol() if done else None,
             session_reused=obj.session_reused if done else False,
             handshake_duration=self._handshake_seconds,
+            choose_duration=self._choice.seconds if self._choice else None,
             **self._counters.as_dict(),
         )
 
@@ -161,12 +165,14 @@ class SSLStream(Closing, ConnectionAttributes, HalfCloseableStream, Generic[T_St
             self._sm.move(State.OPEN)
 
     async def _handshake_within_deadline(self) -> None:
-        if self._handshake_timeout is None:
-            await self._drive("handshake", self._engine.handshake)
-            return
-        with trio.move_on_after(self._handshake_timeout) as scope:
+        timeout = self._handshake_timeout
+        with trio.move_on_after(float("inf") if timeout is None else timeout) as scope:
+            if self._choice:  # a server choosing its context reads the hello first
+                await self._choice.run(self)
             await self._drive("handshake", self._engine.handshake)
         if scope.cancelled_caught:  # _run_handshake() marks the stream broken
+            if self._choice:  # the deadline expired while the chooser ran?
+                await self._choice.too_slow(self, timeout)
             slow = trio.TooSlowError(
                 f"the TLS handshake did not finish within {self._handshake_timeout} s"
             )

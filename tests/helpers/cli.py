@@ -117,6 +117,26 @@ def serve(
     return background(cli("serve", "--port", "0", *args), banner, stderr=stderr)
 
 
+def route(*args: str) -> contextlib.AbstractContextManager[Background]:
+    """``trio-tls route`` on a kernel-chosen port, ready once its banner is out."""
+    banner = rb"on 127\.0\.0\.1:(\d+)\n(?s:.*)\btraffic\n"
+    return background(cli("route", "--port", "0", *args), banner)
+
+
+def read_until(process: Background, pattern: bytes) -> re.Match[bytes]:
+    """Read more of a background process's output until *pattern* matches it (bounded)."""
+    assert process.proc.stdout is not None
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while (match := re.search(pattern, process.output)) is None:
+        left = deadline - time.monotonic()
+        assert left > 0, f"never printed {pattern!r}; it said: {process.output!r}"
+        readable, _, _ = select.select([process.proc.stdout], [], [], left)
+        chunk = os.read(process.proc.stdout.fileno(), 65536) if readable else b""
+        assert chunk or not readable, f"exited early: {process.output!r}"
+        process.output += chunk
+    return match
+
+
 def port_of(server: Background) -> int:
     return int(server.match[1])
 

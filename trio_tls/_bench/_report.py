@@ -239,6 +239,28 @@ def against_ceilings(results: Sequence[Result], mode: Mode) -> str:
     return "\n".join(lines)
 
 
+def chooser_cost(results: Sequence[Result]) -> str:
+    """trio_tls with a warm ContextCache chooser over trio_tls with a fixed context.
+
+    Per TLS version and workload both ran: the median of the per-round ratios and
+    their range. Empty unless both contenders ran.
+    """
+    lines = []
+    for tls in sorted({r["tls"] for r in results}, reverse=True):
+        for workload in WORKLOADS:
+            ratios = _round_ratios(results, workload.name, tls, "trio_tls_chooser", SUBJECT)
+            if ratios:
+                lines.append(
+                    f"| {workload.name} | TLS {tls} | {statistics.median(ratios):.3f}x"
+                    f" | {min(ratios):.3f}-{max(ratios):.3f} | {len(ratios)} |"
+                )
+    if not lines:
+        return ""
+    head = "### On-demand TLS: a warm ContextCache over a fixed context (trio_tls)"
+    columns = "| workload | version | median of per-round ratios | min-max | rounds |"
+    return "\n".join([head, "", columns, "|---|---|---:|---:|---:|", *lines])
+
+
 #: Wide enough for every name and label, so that the progress values form one column.
 _WORKLOAD_WIDTH: Final = max(len(w.name) for w in WORKLOADS)
 _LABEL_WIDTH: Final = max(len(c.label) for c in CONTENDERS)

@@ -222,6 +222,8 @@ def _run_matrix(
     print(_report.table(summaries, ceiling))
     if ceilings := _report.against_ceilings(results, mode):
         print(f"\n{ceilings}")
+    if chooser := _report.chooser_cost(results):
+        print(f"\n{chooser}")
     for name, reason in skipped.items():
         print(f"\nSkipped {CONTENDERS_BY_NAME[name].label}: {reason}")
     if BASELINE not in {c.name for c in contenders}:

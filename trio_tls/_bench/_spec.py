@@ -60,6 +60,9 @@ CONTENDERS: Final[tuple[Contender, ...]] = (
     Contender("trio_tcp", "trio TCP, no TLS (I/O ceiling)", Family.TRIO, tls=False),
     # trio_tls's engine and socket path without its driver: the ceiling of the design.
     Contender("trio_tls_engine", "trio_tls engine, no driver (design ceiling)", Family.TRIO),
+    # trio_tls whose servers choose their context per ClientHello through a warm
+    # ContextCache: the cost of on-demand TLS, against trio_tls in the same run.
+    Contender("trio_tls_chooser", "trio_tls.SSLStream, ContextCache (warm)", Family.TRIO),
 )
 CONTENDERS_BY_NAME: Final = {c.name: c for c in CONTENDERS}
 

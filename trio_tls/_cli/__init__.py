@@ -1,6 +1,6 @@
 """``python -m trio_tls`` / ``trio-tls``: TLS debugging built on trio_tls itself.
 
-Each command has its own module (``demo``, ``connect``, ``serve``) providing
+Each command has its own module (``demo``, ``connect``, ``serve``, ``route``) providing
 ``configure(parser)`` and a ``run(args) -> int`` that it registers with
 ``parser.set_defaults(run=...)``. What they share: ``options`` (option
 definitions and argument types), ``output`` (how everything is printed),
@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .._version import __version__
-from . import connect, demo, serve
+from . import connect, demo, route, serve
 from . import output as out
 from .failure import UsageError
 
@@ -37,6 +37,7 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "demo": ("run a TLS client and server against each other in one process", demo.configure),
     "connect": ("connect to a TLS server and show what was negotiated", connect.configure),
     "serve": ("run a TLS server for testing clients (echo or HTTP)", serve.configure),
+    "route": ("pass TLS connections to backends chosen by server name", route.configure),
 }
 
 

@@ -157,6 +157,14 @@ def target(text: str) -> Address:
     return Address(_checked_host(host, text), _connect_port(port_text or None, text))
 
 
+def backend(text: str) -> Address:
+    """``HOST:PORT`` or ``[IPv6]:PORT`` of a server to pass connections to: the port is required."""
+    host, port_text = _split(text)
+    if not port_text:
+        raise argparse.ArgumentTypeError(f"{text!r} has no port: write HOST:PORT")
+    return Address(_checked_host(host, text), _connect_port(port_text, text))
+
+
 def _split(text: str) -> tuple[str, str]:
     """``HOST[:PORT]`` or ``[IPv6][:PORT]`` or ``IPv6`` -> host and port text ("" if none)."""
     if text.startswith("["):

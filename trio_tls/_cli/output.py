@@ -65,6 +65,17 @@ def fail(message: str) -> None:
     sys.stderr.flush()
 
 
+def log_line(cells: Sequence[str], widths: Sequence[int]) -> str:
+    """One line of a server's per-connection log: the first cells padded to ``widths``."""
+    padded = [c.ljust(w) for c, w in zip(cells, widths, strict=False)]
+    return "  ".join(padded + list(cells[len(widths) :])).rstrip()
+
+
+def clock() -> str:
+    """The local time of day, as a server's log lines start."""
+    return datetime.datetime.now().strftime("%H:%M:%S")
+
+
 def duration(seconds: float | None) -> str:
     """``0.42 ms``, ``3.1 ms``, ``1.25 s``; ``n/a`` when nothing was measured."""
     if seconds is None:

@@ -10,7 +10,6 @@ find it.
 from __future__ import annotations
 
 import argparse
-import datetime
 import re
 import shutil
 import signal
@@ -245,13 +244,13 @@ async def serve(opts: ServeOptions, ctx: ssl.SSLContext, description: list[out.R
             tally = Tally(nursery.cancel_scope, opts.max_connections)
             handler = partial(handle, opts=opts, tally=tally)
             nursery.start_soon(trio.serve_listeners, handler, listeners)
-            nursery.start_soon(_stop_on_signal, signals, tally)
+            nursery.start_soon(stop_on_signal, signals, tally)
             _banner(opts, listeners, description)
     out.emit([f"served {out.plural(tally.finished, 'connection')} ({tally.failed} failed)"])
     return tally.stopped_by
 
 
-async def _stop_on_signal(signals: AsyncIterator[int], tally: Tally) -> None:
+async def stop_on_signal(signals: AsyncIterator[int], tally: Tally) -> None:
     async for signum in signals:
         tally.stopped_by = signum
         tally.scope.cancel()
@@ -346,13 +345,11 @@ _LOG_HEADER = ("time", "client", "version", "cipher", "ALPN", "traffic")
 
 
 def _log(peer: str, *fields: str) -> None:
-    stamp = datetime.datetime.now().strftime("%H:%M:%S")
-    out.emit([_log_line(stamp, peer, *fields)])
+    out.emit([_log_line(out.clock(), peer, *fields)])
 
 
 def _log_line(*cells: str) -> str:
-    padded = [c.ljust(w) for c, w in zip(cells, _LOG_WIDTHS, strict=False)]
-    return "  ".join(padded + list(cells[len(_LOG_WIDTHS) :])).rstrip()
+    return out.log_line(cells, _LOG_WIDTHS)
 
 
 async def _echo(stream: Stream, opts: ServeOptions) -> None:
