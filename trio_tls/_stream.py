@@ -24,8 +24,9 @@ from trio.abc import HalfCloseableStream, Stream
 from ._attributes import ConnectionAttributes
 from ._choosing import ChoosingEngine, ContextChooser, split_chooser
 from ._closing import Closing
-from ._engine import TLSEngine, encode_hostname
+from ._engine import TLSEngine
 from ._exceptions import NoSessionTicketError, PostHandshakeAuthError, read_ahead_full
+from ._hostname import encode_hostname
 from ._state import Op, State
 from ._statistics import TLSStatistics
 from ._sync import Once
