@@ -367,13 +367,16 @@ async def _receive_http(stream: Stream, opts: ServeOptions) -> bytes:
     """The client's next data; ``b""`` once it is done, with or without close_notify.
 
     HTTP clients (browsers, curl) often just close the connection, and HTTP knows
-    where a request ends, so a truncated one is caught as incomplete anyway.
+    where a request ends, so a truncated one is caught as incomplete anyway. Such a
+    close is a reset rather than a FIN when the client still holds unread input, as
+    a TLS 1.3 client that never read does: the session tickets sent right after the
+    handshake. Either way the client is done.
     """
     try:
         with trio.fail_after(opts.timeout):
             return await stream.receive_some()
     except trio.BrokenResourceError as exc:
-        if _is_eof(exc.__cause__):
+        if _is_eof(exc.__cause__) or isinstance(exc.__cause__, ConnectionResetError):
             return b""
         raise
 
