@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
-.PHONY: demo test lint ci bench bench-quick bench-ab soak clean
+.PHONY: demo test lint verifytypes docs ci bench bench-quick bench-ab soak clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,32 @@ lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(MAKE) --no-print-directory verifytypes
+
+# pyright --verifytypes sees the package as users get it: installed from a wheel into a
+# venv of its own (it cannot follow an editable install's import hook), every extra
+# present. Re-installed each run so that it checks this checkout. PATH selects the venv
+# whose site-packages pyright searches; run outside the checkout so that it finds the
+# installed copy, not ./trio_tls.
+TYPES := $(VENV)/types
+$(TYPES)/.stamp: pyproject.toml | $(PY)
+	$(PYTHON) -m venv $(TYPES)
+	$(TYPES)/bin/pip install -q '.[httpx,trio-websocket,bench,lint]'
+	touch $@
+
+verifytypes: $(TYPES)/.stamp
+	rm -rf build/lib  # setuptools reuses it, so a deleted module would live on in the wheel
+	$(TYPES)/bin/pip install -q --no-deps --force-reinstall .
+	cd $(TYPES) && PATH="$(CURDIR)/$(TYPES)/bin:$$PATH" \
+		bin/python $(CURDIR)/.ci/verifytypes.py bin/pyright trio_tls
 
 ci: test lint
+
+# HTML reference in build/docs (open build/docs/index.html), from notes/ (notes/conf.py).
+# Warnings are errors and nitpicky is on; nothing is fetched (no intersphinx). The docs
+# extra comes with dev, since tests/test_docs.py builds the reference too.
+docs: $(VENV)/.stamp-dev
+	$(BIN)/sphinx-build -W --keep-going -E -q -b html notes build/docs
 
 bench: $(VENV)/.stamp-bench
 	$(PY) -m trio_tls bench --full --json notes/bench-latest.json --png notes/bench-latest.png
@@ -50,6 +74,12 @@ bench-quick: $(VENV)/.stamp-bench
 BASE ?= HEAD
 bench-ab: $(VENV)/.stamp-bench
 	$(PY) -m trio_tls._bench._ab $(BASE)
+
+# hypercorn with and without trio_tls.patch_trio(), interleaved: requests/s and the ratio.
+# Options: python -m trio_tls._bench._hypercorn -h
+.PHONY: bench-hypercorn
+bench-hypercorn: $(VENV)/.stamp-bench
+	$(PY) -m trio_tls._bench._hypercorn
 
 soak: $(VENV)/.stamp-bench
 	$(BIN)/pip install -q atheris || echo "soak: atheris did not install; fuzzing with hypothesis only"

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+import trio_tls
+
 from .helpers.fds import open_fds
 
 
@@ -22,3 +24,13 @@ def no_fd_leak() -> Iterator[None]:
     before = open_fds()
     yield
     assert open_fds() == before, "file descriptors leaked"
+
+
+@pytest.fixture
+def patched_trio() -> Iterator[None]:
+    """``trio_tls.patch_trio()`` for one test; trio's names are back afterwards."""
+    trio_tls.patch_trio()
+    try:
+        yield
+    finally:
+        trio_tls.unpatch_trio()

@@ -609,9 +609,9 @@ EXAMPLE = re.compile(r"<!-- example: (\S+) ([^>]+?) -->\n```python\n(.*?)```", r
 
 
 def _examples() -> list[tuple[str, str, str]]:
-    """The tagged examples of notes/testing.md and of the README's testing section."""
+    """The tagged examples of notes/testing.md, of the docs index and of the README."""
     found = []
-    for doc, minimum in (("notes/testing.md", 5), ("README.md", 1)):
+    for doc, minimum in (("notes/testing.md", 5), ("notes/index.md", 1), ("README.md", 1)):
         examples = EXAMPLE.findall((ROOT / doc).read_text())
         assert len(examples) >= minimum, f"expected the tagged examples in {doc}"
         found += examples

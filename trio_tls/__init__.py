@@ -13,6 +13,8 @@ from ._listener import open_ssl_over_tcp_listeners as open_ssl_over_tcp_listener
 from ._listener import open_ssl_over_tcp_stream as open_ssl_over_tcp_stream
 from ._listener import serve_ssl_over_tcp as serve_ssl_over_tcp
 from ._ondemand import ContextCache as ContextCache
+from ._patch import patch_trio as patch_trio
+from ._patch import unpatch_trio as unpatch_trio
 from ._preread import read_client_hello as read_client_hello
 from ._sni import select_context_by_sni as select_context_by_sni
 from ._statistics import TLSStatistics as TLSStatistics
@@ -35,7 +37,9 @@ __all__ = [
     "default_client_context",
     "open_ssl_over_tcp_listeners",
     "open_ssl_over_tcp_stream",
+    "patch_trio",
     "read_client_hello",
     "select_context_by_sni",
     "serve_ssl_over_tcp",
+    "unpatch_trio",
 ]

@@ -132,13 +132,13 @@ class TLSEngine:
         # (same read(len)/write(data) signatures) on an interpreter without it.
         self._sslobj: Any = getattr(self.obj, "_sslobj", self.obj)
         #: Ciphertext held back until the next send (TLS 1.3 server tickets).
-        self.delayed = b""
+        self.delayed: bytes = b""
         #: The peer's close_notify has been read: every later read returns b"".
-        self.peer_closed = False
+        self.peer_closed: bool = False
         #: The initial handshake has completed.
-        self.handshook = False
+        self.handshook: bool = False
         #: Read a transport EOF without close_notify as end of stream (HTTPS style).
-        self.ragged_eof_ok = False
+        self.ragged_eof_ok: bool = False
         # A read that decrypted some records and then hit an error returns the good
         # data first; the error is raised by the next read so nothing is lost.
         self._read_error: ssl.SSLError | None = None
@@ -223,6 +223,9 @@ class TLSEngine:
         return None  # a readable hello, or one OpenSSL will refuse with its own alert
 
     def handshake(self) -> Step[None]:
+        """Advance the handshake (or a renegotiation); finished once OpenSSL says so.
+
+        On a TLS 1.3 server the completing call's tickets go to :attr:`delayed`."""
         if self._hello is not None:
             refused = self._check_server_name()
             if refused is not None:
@@ -270,6 +273,7 @@ class TLSEngine:
             return None
 
     def has_peer_certificate(self) -> bool:
+        """Whether the peer's certificate has been received and verified."""
         return self.peer_certificate(True) is not None
 
     def has_resumable_session(self) -> bool:

@@ -94,7 +94,7 @@ class ClientHello:
     server_name_unicode: str | None
     #: The ALPN protocol names the client offered, in its order of preference.
     alpn_protocols: tuple[str, ...]
-    #: The TLS versions the client offered, in its order: the supported_versions
+    #: The TLS versions the client offered, in its order, from the supported_versions
     #: extension when present (TLS 1.3 clients), else the hello's legacy version.
     #: Values this Python does not name (GREASE, drafts) are left out.
     tls_versions: tuple[ssl.TLSVersion, ...]

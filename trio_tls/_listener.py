@@ -23,6 +23,7 @@ from trio.abc import Listener
 from ._choosing import ContextChooser
 from ._contexts import keep_truncation_detectable
 from ._failure import explain
+from ._standin import StandsInForTrio
 from ._stream import SSLStream, T_Stream
 
 #: Where :func:`serve_ssl_over_tcp` reports the clients it drops, one INFO line each.
@@ -38,13 +39,13 @@ DEFAULT_SERVER_HANDSHAKE_TIMEOUT = 60.0
 
 
 @final
-class SSLListener(Listener[SSLStream[T_Stream]]):
+class SSLListener(StandsInForTrio, Listener[SSLStream[T_Stream]]):
     """Wraps every connection a transport listener accepts in a server-side SSLStream.
 
     Args:
       transport_listener: the listener to wrap, usually a :class:`trio.SocketListener`.
       ssl_context: the context for new connections. It can be replaced at any time
-          by assigning :attr:`ssl_context` (certificate rotation): connections
+          by assigning ``ssl_context`` (certificate rotation): connections
           accepted later use the new one, existing ones keep theirs. It may also be
           an async chooser, ``(ClientHello) -> ssl.SSLContext``, run in each
           connection's handshake (see :class:`SSLStream`).
@@ -68,6 +69,8 @@ class SSLListener(Listener[SSLStream[T_Stream]]):
     ) -> None:
         self.transport_listener = transport_listener
         self.ssl_context: ssl.SSLContext | ContextChooser = ssl_context
+        # Private, but read by trio's own test suite (test_highlevel_ssl_helpers.py),
+        # which trio_tls passes under patch_trio(); keep the name.
         self._https_compatible = https_compatible
         self._handshake_timeout = handshake_timeout
         self._close_timeout = close_timeout

@@ -26,7 +26,7 @@ Fixtures (all public API):
 - ``tls_server`` (async): a running :class:`~trio_tls.testing.TLSTestServer` on
   127.0.0.1 (``.host``, ``.port``, ``.connect()``, ``.client_context`` ...).
 
-Every test that uses one of these is a *run* (see :mod:`trio_tls._pytest_runs`): it
+Every test that uses one of these is a *run* (see ``trio_tls._pytest_runs``): it
 has a seed (the chaos seed, or the session's plain seed, which orders trio's task
 switches), an async one has a deadline (``tls_deadline`` ini option, or
 ``@pytest.mark.tls_deadline(seconds)``), and a failure says how to replay it.

@@ -27,6 +27,7 @@ from ._closing import Closing
 from ._engine import TLSEngine
 from ._exceptions import NoSessionTicketError, PostHandshakeAuthError, read_ahead_full
 from ._hostname import encode_hostname
+from ._standin import StandsInForTrio
 from ._state import Op, State
 from ._statistics import TLSStatistics
 from ._sync import Once
@@ -44,7 +45,9 @@ def _handshake_failed(exc: BaseException) -> trio.BrokenResourceError:
 
 
 @final
-class SSLStream(Closing, ConnectionAttributes, HalfCloseableStream, Generic[T_Stream]):
+class SSLStream(
+    Closing, ConnectionAttributes, StandsInForTrio, HalfCloseableStream, Generic[T_Stream]
+):
     """TLS over any trio :class:`~trio.abc.Stream`: a drop-in for :class:`trio.SSLStream`.
 
     Args:

@@ -53,6 +53,22 @@ def add_alpn(parser: argparse.ArgumentParser, *, help: str) -> None:
     parser.add_argument("--alpn", metavar="LIST", type=alpn, help=help)
 
 
+def add_listen_address(parser: argparse.ArgumentParser) -> None:
+    """``--host`` and ``--port``, for the commands that listen (serve, route)."""
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        type=host,
+        help="address to listen on (default 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--port",
+        type=listen_port,
+        default=4433,
+        help="port to listen on; 0 picks a free one (default 4433)",
+    )
+
+
 def add_certificate(
     parser: argparse.ArgumentParser, *, whose: str
 ) -> argparse._MutuallyExclusiveGroup:

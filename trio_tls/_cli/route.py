@@ -103,18 +103,7 @@ def route_to(text: str) -> tuple[str, Address]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--host",
-        default="127.0.0.1",
-        type=options.host,
-        help="address to listen on (default 127.0.0.1)",
-    )
-    parser.add_argument(
-        "--port",
-        type=options.listen_port,
-        default=4433,
-        help="port to listen on; 0 picks a free one (default 4433)",
-    )
+    options.add_listen_address(parser)
     parser.add_argument(
         "--to",
         action="append",

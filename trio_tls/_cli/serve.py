@@ -108,18 +108,7 @@ class Tally:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--host",
-        default="127.0.0.1",
-        type=options.host,
-        help="address to listen on (default 127.0.0.1)",
-    )
-    parser.add_argument(
-        "--port",
-        type=options.listen_port,
-        default=4433,
-        help="port to listen on; 0 picks a free one (default 4433)",
-    )
+    options.add_listen_address(parser)
     who = options.add_certificate(parser, whose="server")
     who.add_argument(
         "--trustme",

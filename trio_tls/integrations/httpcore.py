@@ -74,14 +74,6 @@ def _socket_stream(stream: trio.abc.Stream) -> trio.SocketStream:
     return stream
 
 
-def _ssl_object(stream: SSLStream[Any]) -> ssl.SSLObject:
-    # SSLStream does not expose its SSLObject (calling read()/write() on it behind the
-    # stream's back would corrupt the connection), but httpcore's "ssl_object" extra
-    # promises one, and users of httpx read certificates and versions from it. trio's
-    # backend hands out trio's private _ssl_object for the same reason.
-    return stream._engine.obj
-
-
 @final
 class TrioTLSNetworkStream(httpcore.AsyncNetworkStream):
     """One connection as httpcore sees it: TCP, or trio_tls over TCP after ``start_tls``.
@@ -95,6 +87,11 @@ class TrioTLSNetworkStream(httpcore.AsyncNetworkStream):
         self.stream = stream
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        """Receive up to *max_bytes* (``b""`` at EOF) within *timeout* seconds.
+
+        Raises ``httpcore.ReadTimeout`` at the deadline, ``httpcore.ReadError`` if the
+        connection or its TLS failed, with the trio error as ``__cause__``.
+        """
         with (
             _mapped(httpcore.ReadTimeout, httpcore.ReadError),
             trio.fail_after(_seconds(timeout)),
@@ -104,6 +101,11 @@ class TrioTLSNetworkStream(httpcore.AsyncNetworkStream):
         return data if isinstance(data, bytes) else bytes(data)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        """Send all of *buffer* within *timeout* seconds.
+
+        Raises ``httpcore.WriteTimeout`` at the deadline (the stream is then broken:
+        part of *buffer* may have been sent), ``httpcore.WriteError`` on failure.
+        """
         if not buffer:
             return
         with (
@@ -113,6 +115,7 @@ class TrioTLSNetworkStream(httpcore.AsyncNetworkStream):
             await self.stream.send_all(buffer)
 
     async def aclose(self) -> None:
+        """Close the connection; over TLS, send close_notify first (bounded in time)."""
         await self.stream.aclose()
 
     async def start_tls(
@@ -147,7 +150,7 @@ class TrioTLSNetworkStream(httpcore.AsyncNetworkStream):
         """httpcore's keys: ``ssl_object``, ``socket``, ``client_addr``, ``server_addr``,
         ``is_readable``; anything else is None."""
         if info == "ssl_object":
-            return _ssl_object(self.stream) if isinstance(self.stream, SSLStream) else None
+            return self.stream.ssl_object if isinstance(self.stream, SSLStream) else None
         if info == "socket":
             return _socket_stream(self.stream).socket
         if info == "client_addr":
@@ -176,6 +179,11 @@ class TrioTLSBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> TrioTLSNetworkStream:
+        """Open a TCP connection (TLS comes later, from httpcore's ``start_tls``).
+
+        Raises ``httpcore.ConnectTimeout`` after *timeout* seconds and
+        ``httpcore.ConnectError`` for a refused or unreachable address.
+        """
         # trio.open_tcp_stream already sets TCP_NODELAY, as httpcore expects.
         opening = partial(trio.open_tcp_stream, host, port, local_address=local_address)
         return await _connected(opening, timeout, socket_options)
@@ -186,9 +194,11 @@ class TrioTLSBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> TrioTLSNetworkStream:
+        """Connect to the Unix socket at *path*, with the same errors as :meth:`connect_tcp`."""
         return await _connected(partial(trio.open_unix_socket, path), timeout, socket_options)
 
     async def sleep(self, seconds: float) -> None:
+        """:func:`trio.sleep`: how httpcore waits between retries."""
         await trio.sleep(seconds)
 
 

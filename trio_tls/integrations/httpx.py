@@ -132,7 +132,7 @@ class TrioTLSTransport(httpx.AsyncBaseTransport):
         if http2:
             _require_h2()
         #: The httpcore pool doing the work, for its ``connections`` and statistics.
-        self.pool = httpcore.AsyncConnectionPool(
+        self.pool: httpcore.AsyncConnectionPool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(verify=verify, trust_env=trust_env),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
@@ -147,6 +147,12 @@ class TrioTLSTransport(httpx.AsyncBaseTransport):
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send *request* through the pool; what ``httpx.AsyncClient`` calls.
+
+        httpcore's exceptions come out as httpx's (``httpx.ConnectError``,
+        ``httpx.ReadTimeout`` ...), as from httpx's own transport. Raises
+        ``TypeError`` when used from the synchronous ``httpx.Client``.
+        """
         if not isinstance(request.stream, httpx.AsyncByteStream):
             raise TypeError("TrioTLSTransport needs an httpx.AsyncClient, not httpx.Client")
         core_request = httpcore.Request(
@@ -173,5 +179,6 @@ class TrioTLSTransport(httpx.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
+        """Close every pooled connection; ``AsyncClient.aclose()`` calls this."""
         with _httpx_exceptions():
             await self.pool.aclose()

@@ -12,6 +12,7 @@ from .._contexts import TLSVersionName, keep_truncation_detectable, pin_version
 #: The names every server certificate from :class:`TLSTestCA` is valid for.
 DEFAULT_HOSTNAMES: tuple[str, ...] = ("trio-tls.example", "localhost", "127.0.0.1", "::1")
 
+#: A key algorithm :class:`TLSTestCA` can make certificates with.
 KeyTypeName = Literal["ecdsa", "rsa"]
 
 _KEY_TYPES: dict[str, trustme.KeyType] = {
@@ -56,9 +57,11 @@ class TLSTestCA:
         #: The names :attr:`server_cert` is valid for.
         self.hostnames: tuple[str, ...] = tuple(hostnames)
         #: The underlying :class:`trustme.CA`, for anything not covered here.
-        self.ca = trustme.CA(key_type=_KEY_TYPES[key_type])
+        self.ca: trustme.CA = trustme.CA(key_type=_KEY_TYPES[key_type])
         #: The server certificate, valid for :attr:`hostnames`.
-        self.server_cert = self.ca.issue_cert(*self.hostnames, key_type=_KEY_TYPES[key_type])
+        self.server_cert: trustme.LeafCert = self.ca.issue_cert(
+            *self.hostnames, key_type=_KEY_TYPES[key_type]
+        )
         self._client_cert: trustme.LeafCert | None = None
 
     def __repr__(self) -> str:

@@ -107,8 +107,8 @@ class ChaosDecision(NamedTuple):
 
     #: The ``name`` of the stream that decided ("first" or "second" in a pair).
     end: str
-    #: The method called: "send_all", "wait_send_all_might_not_block", "send_eof"
-    #: or "receive_some".
+    #: Which method decided ("send_all", "wait_send_all_might_not_block", "send_eof"
+    #: or "receive_some").
     operation: str
     #: How many times it yielded to the scheduler before going on.
     checkpoints: int
@@ -146,11 +146,6 @@ class ChaosStream(HalfCloseableStream, Generic[S]):
       name: mixed into the seed, so the two ends of a pair make different choices.
       decisions: the list to record decisions in; :func:`chaos_stream_pair` gives
           both ends one list, so it also shows how their calls interleaved.
-
-    Attributes:
-      transport: the wrapped stream.
-      seed: the seed it was made with.
-      decisions: a :class:`ChaosDecision` per call, in the order they were made.
     """
 
     def __init__(
@@ -161,9 +156,13 @@ class ChaosStream(HalfCloseableStream, Generic[S]):
         name: str = "",
         decisions: list[ChaosDecision] | None = None,
     ) -> None:
+        #: The wrapped stream.
         self.transport: S = transport
-        self.seed = operator.index(seed)
-        self.name = name
+        #: The seed it was made with.
+        self.seed: int = operator.index(seed)
+        #: The name mixed into the seed.
+        self.name: str = name
+        #: A :class:`ChaosDecision` per call, in the order they were made.
         self.decisions: list[ChaosDecision] = [] if decisions is None else decisions
         # One generator per direction: the sending and the receiving task call in
         # an order of their own, and neither may shift the other's draws.
@@ -216,6 +215,7 @@ class ChaosStream(HalfCloseableStream, Generic[S]):
             raise trio.ClosedResourceError("this ChaosStream was closed")
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Yield to the scheduler a seeded number of times, then send *data* whole."""
         self._start_sending()
         try:
             await self._send_jitter("send_all")
@@ -224,6 +224,7 @@ class ChaosStream(HalfCloseableStream, Generic[S]):
             self._sending = False
 
     async def wait_send_all_might_not_block(self) -> None:
+        """Yield a seeded number of times, then wait on the transport."""
         self._start_sending()
         try:
             await self._send_jitter("wait_send_all_might_not_block")
@@ -232,6 +233,11 @@ class ChaosStream(HalfCloseableStream, Generic[S]):
             self._sending = False
 
     async def send_eof(self) -> None:
+        """Yield a seeded number of times, then half-close the transport.
+
+        Raises :exc:`TypeError` if the transport is not a
+        :class:`~trio.abc.HalfCloseableStream`.
+        """
         self._start_sending()
         try:
             transport = self.transport
@@ -243,6 +249,11 @@ class ChaosStream(HalfCloseableStream, Generic[S]):
             self._sending = False
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        """Yield a seeded number of times, then return a seeded prefix of what arrived.
+
+        What is not returned is kept, in order, for the next call; over TLS the
+        prefix ends inside or at the end of a record. ``b""`` at the transport's EOF.
+        """
         if self._receiving:
             raise trio.BusyResourceError("another task is currently receiving on this ChaosStream")
         self._check_open()
@@ -281,6 +292,7 @@ class ChaosStream(HalfCloseableStream, Generic[S]):
         self.decisions.append(ChaosDecision(self.name, operation, checkpoints, portion))
 
     async def aclose(self) -> None:
+        """Close the transport and drop anything received but not yet returned."""
         self._closed = True
         self._pending.clear()
         await self.transport.aclose()

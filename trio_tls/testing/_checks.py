@@ -446,7 +446,7 @@ async def check_tls_stream(
           moves unless the peer receives (e.g. ``tls_lockstep_stream_pair``), with
           both handshakes already done; see trio's ``check_two_way_stream``.
       https_compatible: whether the pairs were made with ``https_compatible=True``.
-      check_timeout: seconds each check may take (default :data:`CHECK_TIMEOUT`).
+      check_timeout: seconds each check may take (default 10).
     """
     __tracebackhide__ = True
     check_timeout = positive_seconds(check_timeout, "check_timeout")

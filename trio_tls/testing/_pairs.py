@@ -25,6 +25,7 @@ StreamPair = tuple[SSLStream[Stream], SSLStream[Stream]]
 #: ``trio.SocketStream`` is not a :data:`StreamPair`.)
 AnyStreamPair = tuple[SSLStream[Any], SSLStream[Any]]
 
+#: A transport the pair makers and the ``tls_transport`` fixture can use.
 TransportName = Literal["memory", "lockstep", "tcp"]
 
 #: Every transport :func:`open_tls_stream_pair` knows, in order of strictness:

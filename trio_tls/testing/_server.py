@@ -31,7 +31,8 @@ class TLSTestServer:
     """A running :func:`open_tls_test_server`: where it listens and how to reach it.
 
     Attributes:
-      host, port: the listening address (``port`` was picked by the kernel).
+      host: the listening address.
+      port: the listening port, picked by the kernel.
       server_context: the context the server uses.
       client_context: a context that trusts the server's certificate.
       connection_errors: the :exc:`trio.BrokenResourceError` /
@@ -48,12 +49,12 @@ class TLSTestServer:
         server_context: ssl.SSLContext,
         client_context: ssl.SSLContext,
     ) -> None:
-        self.host = host
-        self.port = port
-        self.server_context = server_context
-        self.client_context = client_context
+        self.host: str = host
+        self.port: int = port
+        self.server_context: ssl.SSLContext = server_context
+        self.client_context: ssl.SSLContext = client_context
         self.connection_errors: list[trio.BrokenResourceError | trio.ClosedResourceError] = []
-        self.handled = 0
+        self.handled: int = 0
         self._progress = trio.Event()
 
     def __repr__(self) -> str:
@@ -61,6 +62,7 @@ class TLSTestServer:
 
     @property
     def address(self) -> tuple[str, int]:
+        """``(host, port)``, as :func:`trio.open_tcp_stream` and ``socket.connect`` take it."""
         return (self.host, self.port)
 
     async def connect(
@@ -85,6 +87,11 @@ class TLSTestServer:
             await self._progress.wait()
 
     async def run_handler(self, handler: Handler, stream: SSLStream[trio.SocketStream]) -> None:
+        """Run *handler* on one accepted *stream*, then close it and count it as handled.
+
+        A :exc:`trio.BrokenResourceError` or :exc:`trio.ClosedResourceError` from the
+        handler goes to ``connection_errors``; anything else propagates.
+        """
         try:
             await handler(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -122,6 +129,7 @@ async def open_tls_test_server(
             client = await server.connect()
             await client.send_all(b"ping")
             assert await client.receive_some() == b"ping"
+            await client.aclose()
 
     Every connection runs ``handler`` (default :func:`echo_handler`) in its own task
     and is closed when the handler returns. Leaving the block stops the server and
