@@ -9,6 +9,8 @@ import pytest
 from trio_tls._engine import _NEED_INPUT, READ_AHEAD_LIMIT, Step, TLSEngine, _is_eof
 from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName
 
+from .helpers.contexts import post_handshake_auth_contexts
+
 
 def make_engines(ca: TLSTestCA, version: TLSVersionName) -> tuple[TLSEngine, TLSEngine]:
     client = TLSEngine(
@@ -260,8 +262,8 @@ def test_a_record_completed_by_its_last_bytes_is_read_whole(
 
 def test_read_ahead_stops_at_its_limit_and_keeps_everything(tls_ca: TLSTestCA) -> None:
     """While waiting for something only a read brings (here: a ticket that never
-    comes), at most READ_AHEAD_LIMIT bytes of plaintext are kept, and the step then
-    asks for no more input until the application has taken some."""
+    comes), at most READ_AHEAD_LIMIT bytes of plaintext are kept; at the cap the wait
+    finishes with None (it could never succeed), and everything is still readable."""
     server_ctx = tls_ca.server_context(version="1.3")
     server_ctx.num_tickets = 0  # no ticket ever: the client waits forever
     client = TLSEngine(
@@ -278,7 +280,7 @@ def test_read_ahead_stops_at_its_limit_and_keeps_everything(tls_ca: TLSTestCA) -
         assert not step.finished
     assert client.read_ahead_full
     step = client.read_ahead_until(lambda: False)
-    assert step.want_read and not step.finished, "wants input, which the driver withholds"
+    assert step == Step(b"", want_read=False, finished=True, result=None)
     received = bytearray()
     while len(received) < len(payload):
         got = client.read(None)
@@ -286,3 +288,50 @@ def test_read_ahead_stops_at_its_limit_and_keeps_everything(tls_ca: TLSTestCA) -
         received += got.result
         assert len(received) <= len(payload)
     assert received == payload
+
+
+def certificate_answer(contexts: tuple[ssl.SSLContext, ssl.SSLContext]) -> tuple[TLSEngine, bytes]:
+    """A TLS 1.3 server that asked for a client certificate, and the client's answer
+    (Certificate, CertificateVerify, Finished) that it has not yet received."""
+    client_ctx, server_ctx = contexts
+    client = TLSEngine(client_ctx, server_side=False, server_hostname=SERVER_NAME)
+    server = TLSEngine(server_ctx, server_side=True, server_hostname=None)
+    pump_handshake(client, server, chunk=100_000)
+    server.request_client_certificate()
+    client.feed(server.take_delayed() + server.handshake().to_send)
+    step = client.read(None)
+    assert step.want_read and step.to_send, "the client answers while it reads"
+    return server, step.to_send
+
+
+def await_certificate(server: TLSEngine, pieces: list[bytes]) -> None:
+    """Feed the answer piece by piece, checking after each as the driver does: "not
+    yet" until the last byte, then the verified certificate; never an exception."""
+    for number, piece in enumerate(pieces, 1):
+        server.feed(piece)
+        step = server.read_ahead_until(server.has_peer_certificate)
+        last = number == len(pieces)
+        assert step.error is None, step.error
+        assert step.finished == last and step.result is (True if last else None), number
+        assert (server.peer_certificate(True) is not None) == last
+
+
+def test_post_handshake_certificate_split_at_every_byte_boundary(tls_ca: TLSTestCA) -> None:
+    """While OpenSSL holds part of the answer, CPython's getpeercert() raises
+    ValueError("handshake not done yet"); the wait must read that as "not yet"."""
+    # A new connection for each split; the answer's length varies by a byte or two
+    # with the signature's encoding, so the loop ends at this connection's length.
+    contexts = post_handshake_auth_contexts(tls_ca)  # shared: loading them is the slow part
+    for split in range(1, 4096):
+        server, answer = certificate_answer(contexts)
+        if split >= len(answer):
+            break
+        await_certificate(server, [answer[:split], answer[split:]])
+    else:
+        raise AssertionError("the answer was longer than the splits tried")
+
+
+def test_post_handshake_certificate_one_byte_at_a_time(tls_ca: TLSTestCA) -> None:
+    server, answer = certificate_answer(post_handshake_auth_contexts(tls_ca))
+    await_certificate(server, [answer[i : i + 1] for i in range(len(answer))])
+    assert server.peer_certificate(False) is not None

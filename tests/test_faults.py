@@ -19,9 +19,10 @@ from typing import Literal, Protocol, TypeVar, cast
 
 import pytest
 import trio
+import trio.testing
 from OpenSSL import SSL
 
-import trio_tls._stream
+import trio_tls._closing
 from trio_tls import SSLStream
 from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName
 
@@ -327,33 +328,54 @@ async def test_peer_stops_reading_then_deadline_and_aclose(tls_ca: TLSTestCA) ->
         assert 0 < received < FLOOD
 
 
+async def _aclose_while_flooding(stream: SSLStream[trio.SocketStream]) -> float:
+    """Fill the socket towards a peer that does not read, then aclose() from another
+    task; how long aclose() took. The stuck send_all must get ClosedResourceError
+    (trio's rule for closing under a user) and the transport must be closed."""
+    errors: list[BaseException] = []
+
+    async def flood() -> None:
+        try:
+            await stream.send_all(bytes(FLOOD))
+        except (trio.ClosedResourceError, trio.BrokenResourceError) as exc:
+            errors.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(flood)
+        await trio.sleep(0.2)
+        started = trio.current_time()
+        with trio.fail_after(FAULT_TIMEOUT):
+            await stream.aclose()
+        took = trio.current_time() - started
+    _assert_transport_closed(stream)
+    assert [type(e) for e in errors] == [trio.ClosedResourceError]
+    return took
+
+
 async def test_aclose_while_send_blocked_on_a_peer_that_stopped_reading(
     tls_ca: TLSTestCA, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Expected: aclose() called from another task while send_all is stuck gives up
-    on close_notify after CLOSE_NOTIFY_SEND_TIMEOUT (not close_timeout, which only
-    bounds the wait for the reply) and closes the transport; the stuck send_all
-    raises ClosedResourceError (trio's rule for closing under a user)."""
+    """Expected, with no close_timeout: aclose() called from another task while
+    send_all is stuck gives up on close_notify after CLOSE_NOTIFY_SEND_TIMEOUT and
+    closes the transport."""
     # The real bound is seconds; the behaviour, not the constant, is under test.
-    monkeypatch.setattr(trio_tls._stream, "CLOSE_NOTIFY_SEND_TIMEOUT", 0.3)
-    async with connected(tls_ca, close_timeout=0) as (stream, _peer):
-        errors: list[BaseException] = []
+    monkeypatch.setattr(trio_tls._closing, "CLOSE_NOTIFY_SEND_TIMEOUT", 0.3)
+    async with connected(tls_ca) as (stream, _peer):
+        took = await _aclose_while_flooding(stream)
+    assert 0.25 <= took < 2.0
 
-        async def flood() -> None:
-            try:
-                await stream.send_all(bytes(FLOOD))
-            except (trio.ClosedResourceError, trio.BrokenResourceError) as exc:
-                errors.append(exc)
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(flood)
-            await trio.sleep(0.2)
-            started = trio.current_time()
-            with trio.fail_after(2.0):
-                await stream.aclose()
-            assert trio.current_time() - started >= 0.25
-        _assert_transport_closed(stream)
-        assert [type(e) for e in errors] == [trio.ClosedResourceError]
+@pytest.mark.parametrize("close_timeout", [0.5, 0.0])
+async def test_close_timeout_bounds_the_whole_aclose(
+    tls_ca: TLSTestCA, autojump_clock: trio.testing.MockClock, close_timeout: float
+) -> None:
+    """A peer that stopped reading, so close_notify cannot be sent: close_timeout is
+    the user's bound for the whole aclose(), sending included, not only for the
+    wait for the reply (virtual time: every wait ends as soon as all are blocked)."""
+    async with connected(tls_ca, close_timeout=close_timeout) as (stream, _peer):
+        took = await _aclose_while_flooding(stream)
+    assert took == pytest.approx(close_timeout, abs=0.01)
+    assert took < trio_tls._closing.CLOSE_NOTIFY_SEND_TIMEOUT
 
 
 # -- a peer that never answers close_notify --------------------------------------------

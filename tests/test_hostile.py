@@ -23,7 +23,7 @@ from functools import partial
 import pytest
 import trio
 
-from trio_tls import SSLStream
+from trio_tls import NoSessionTicketError, PostHandshakeAuthError, SSLStream
 from trio_tls._engine import READ_AHEAD_LIMIT
 from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName, measure_stalls
 
@@ -246,12 +246,14 @@ async def test_resumable_session_under_a_data_flood(
         stream = _client(sock, tls_ca, tls_version)
         await stream.do_handshake()
         with on_time() as scope:
-            session = await stream.resumable_session()
-        if tls_version == "1.3":
-            assert scope.cancelled_caught, "no ticket was sent"
-        else:
-            assert not scope.cancelled_caught, "a TLS 1.2 session is resumable at once"
-            assert session is not None
+            if tls_version == "1.3":
+                # At the read-ahead cap the wait could never succeed: it fails at
+                # once, naming the cap and the remedy, instead of at the deadline.
+                with pytest.raises(NoSessionTicketError, match=r"256 KiB.*receive_some\(\)"):
+                    await stream.resumable_session()
+            else:
+                assert await stream.resumable_session() is not None  # resumable at once
+        assert not scope.cancelled_caught
         assert _held_plaintext(stream) <= READ_AHEAD_LIMIT
         # Nothing read ahead is lost: every byte comes out of receive_some, in order.
         with trio.fail_after(PEER_TIMEOUT):
@@ -259,25 +261,48 @@ async def test_resumable_session_under_a_data_flood(
         await stream.aclose()
 
 
+def upload_then_read(context: ssl.SSLContext, data: bytes) -> Behaviour:
+    """A client that uploads ``data``, then reads one reply (answering a certificate
+    request on the way, as the stdlib does while reading) and echoes it."""
+
+    def behave(conn: socket.socket) -> None:
+        with _tls(conn, context, server_side=False) as tls:
+            tls.sendall(data)
+            tls.sendall(b"got " + tls.recv(65536))
+            _drain(tls)
+
+    return behave
+
+
 async def test_verify_client_post_handshake_under_a_data_flood(
     tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
     client_ctx, server_ctx = post_handshake_auth_contexts(tls_ca, tls_version)
     payload = _pattern(FLOOD_SIZE)
-    # The client never reads, so it never answers the CertificateRequest: it floods.
-    async with thread_peer(send_then_listen(client_ctx, payload, server_side=False)) as sock:
+    # The client reads only once its upload is done: its answer to the
+    # CertificateRequest is queued behind more data than the read-ahead cap.
+    async with thread_peer(upload_then_read(client_ctx, payload)) as sock:
         stream = SSLStream(sock, server_ctx, server_side=True)
         await stream.do_handshake()
         if tls_version == "1.2":
             with pytest.raises(ValueError, match=r"needs TLS 1\.3"):
                 await stream.verify_client_post_handshake()
         else:
-            with on_time() as scope:
+            with (
+                on_time() as scope,
+                pytest.raises(PostHandshakeAuthError, match=r"256 KiB.*receive_some\(\)"),
+            ):
                 await stream.verify_client_post_handshake()
-            assert scope.cancelled_caught
+            assert not scope.cancelled_caught, "failed at once, not at the deadline"
             assert _held_plaintext(stream) <= READ_AHEAD_LIMIT
         with trio.fail_after(PEER_TIMEOUT):
+            # The stream is intact: the data in order, then the exchange goes on.
             assert await receive_exactly(stream, len(payload)) == payload
+            await stream.send_all(b"ok")
+            assert await receive_exactly(stream, 6) == b"got ok"
+        if tls_version == "1.3":
+            # The answer queued behind the data was processed on the way.
+            assert stream.getpeercert() is not None
         await trio.aclose_forcefully(stream)
 
 

@@ -23,7 +23,7 @@ from trio.abc import Stream
 from trio.testing import MockClock
 
 from trio_tls import SSLStream
-from trio_tls._stream import CLOSE_NOTIFY_SEND_TIMEOUT
+from trio_tls._closing import CLOSE_NOTIFY_SEND_TIMEOUT
 from trio_tls.testing import (
     StreamPair,
     TLSTestCA,

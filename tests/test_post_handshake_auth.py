@@ -10,10 +10,10 @@ import pytest
 import trio
 
 from trio_tls import PostHandshakeAuthError, SSLStream
-from trio_tls.testing import TLSTestCA, tls_memory_stream_pair
+from trio_tls.testing import SERVER_NAME, TLSTestCA, handshake_pair, tls_memory_stream_pair
 
 from .helpers.contexts import post_handshake_auth_contexts
-from .helpers.streams import MEMORY_AND_TCP, Transports, handshaken_pair
+from .helpers.streams import MEMORY_AND_TCP, Transports, handshaken_pair, loopback_tcp_pair
 
 
 async def client_reads(client: SSLStream[Any], into: list[bytes]) -> None:
@@ -93,3 +93,65 @@ async def test_post_handshake_auth_needs_tls13_and_a_server(tls_ca: TLSTestCA) -
         await server.verify_client_post_handshake()
     with pytest.raises(ValueError, match="server"):
         await client.verify_client_post_handshake()
+
+
+class TrickleStream(trio.abc.Stream):
+    """A real socket that, once ``trickle`` is set, sends ``piece`` bytes at a time
+    with a pause after each, as a TLS stack that writes its answer message by message
+    (GnuTLS) or a slow network would: the other end reads it in many parts."""
+
+    def __init__(self, sock: trio.SocketStream, piece: int) -> None:
+        self.sock = sock
+        self.piece = piece
+        self.trickle = False
+        self.sends = 0
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if not self.trickle:
+            await self.sock.send_all(data)
+            return
+        view = memoryview(data)
+        for start in range(0, len(view), self.piece):
+            await self.sock.send_all(view[start : start + self.piece])
+            self.sends += 1
+            await trio.sleep(0.002)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.sock.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        return await self.sock.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.sock.aclose()
+
+
+@pytest.mark.parametrize("piece", [1, 7, 100], ids=["byte_by_byte", "chunk7", "chunk100"])
+async def test_post_handshake_auth_with_the_answer_in_many_parts_over_tcp(
+    tls_ca: TLSTestCA, piece: int
+) -> None:
+    """The server checks for the certificate after every batch of records it reads,
+    so it meets OpenSSL half-way through the answer; that is "not yet", never an
+    error (CPython's getpeercert() raises ValueError there)."""
+    client_ctx, server_ctx = post_handshake_auth_contexts(tls_ca)
+    client_sock, server_sock = await loopback_tcp_pair()
+    trickle = TrickleStream(client_sock, piece)
+    client = SSLStream(trickle, client_ctx, server_hostname=SERVER_NAME)
+    server = SSLStream(server_sock, server_ctx, server_side=True)
+    try:
+        with trio.fail_after(10):
+            await handshake_pair(client, server)
+        trickle.trickle = True  # from now on: the answer to the request
+        received: list[bytes] = []
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(client_reads, client, received)
+                await server.verify_client_post_handshake()
+                assert server.getpeercert(binary_form=True) is not None
+                await server.send_all(b"welcome")
+                await server.aclose()
+        assert b"".join(received) == b"welcome"
+        assert trickle.sends > 3, "the answer went out in several parts"
+    finally:
+        await trio.aclose_forcefully(client)
+        await trio.aclose_forcefully(server)

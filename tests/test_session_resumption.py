@@ -1,8 +1,9 @@
 """Session resumption: ``resumable_session()`` waits for a ticket the client can
 resume with, and ``session=`` resumes it, over memory pairs and real TCP.
 
-How TLS 1.3 tickets travel (held back until the server writes or closes) is tested
-in test_stream.py and, for what users can rely on, in test_ordering.py.
+How TLS 1.3 tickets travel (at once over a socket with room; otherwise held back
+until the server writes or closes) is tested here, in test_stream.py and, for what
+users can rely on, in test_ordering.py.
 """
 
 from __future__ import annotations
@@ -17,9 +18,16 @@ import trio
 import trio.testing
 
 from trio_tls import NoSessionTicketError, SSLStream, serve_ssl_over_tcp
-from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName, tls_memory_stream_pair
+from trio_tls.testing import (
+    SERVER_NAME,
+    TLSTestCA,
+    TLSVersionName,
+    handshake_pair,
+    tls_lockstep_stream_pair,
+    tls_memory_stream_pair,
+)
 
-from .helpers.streams import MEMORY_AND_TCP, Transports, handshaken_pair
+from .helpers.streams import MEMORY_AND_TCP, Transports, handshaken_pair, loopback_tcp_pair
 
 
 async def first_connection_session(
@@ -104,7 +112,7 @@ async def test_resumable_session_misuse(tls_ca: TLSTestCA) -> None:
 
 
 async def http_like(stream: SSLStream[trio.SocketStream]) -> None:
-    """The client speaks first; our first write carries the TLS 1.3 tickets."""
+    """The client speaks first; the server writes only once it has the request."""
     request = await stream.receive_some()
     await stream.send_all(b"re: " + request)
     await stream.aclose()
@@ -124,7 +132,7 @@ async def smtp_like(stream: SSLStream[trio.SocketStream]) -> None:
 async def test_resumption_as_the_readme_shows_it(
     tls_ca: TLSTestCA, handler: Callable[[SSLStream[trio.SocketStream]], Awaitable[None]]
 ) -> None:
-    """TLS 1.3 over TCP: ask for the session once the server has had reason to write."""
+    """TLS 1.3 over TCP: ask for the session as soon as the handshake is done."""
     client_ctx = tls_ca.client_context(version="1.3")
 
     async def connect(port: int, **kwargs: Any) -> SSLStream[trio.SocketStream]:
@@ -144,17 +152,13 @@ async def test_resumption_as_the_readme_shows_it(
         port = listeners[0].transport_listener.socket.getsockname()[1]
         first = await connect(port)
         await first.do_handshake()
-        if handler is http_like:
-            # Asking first would wait for a server that waits for us.
-            with trio.move_on_after(0.3) as waiting:
-                await first.resumable_session()
-            assert waiting.cancelled_caught
-            await first.send_all(b"GET /")  # the README's order: speak, then ask
+        # Right after the handshake, whoever speaks first: over TCP the server's
+        # tickets went out with its handshake, so this waits for no server write.
         with trio.fail_after(5):
             session = await first.resumable_session()
         if handler is smtp_like:
             assert await first.receive_some() == b"220 ready\r\n"  # kept, not lost
-            await first.send_all(b"GET /")
+        await first.send_all(b"GET /")
         assert await first.receive_some() == b"re: GET /"
         await first.aclose()
 
@@ -163,3 +167,44 @@ async def test_resumption_as_the_readme_shows_it(
         assert second.session_reused
         await second.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_tls13_tickets_arrive_right_after_the_handshake_over_tcp(
+    tls_ca: TLSTestCA,
+) -> None:
+    """A client that asks before it sends anything gets its session from a server
+    that is idle after the handshake: the kernel took the tickets at once, as from
+    OpenSSL's own server. (Both ends are trio_tls; the server never writes or reads.)"""
+    client_transport, server_transport = await loopback_tcp_pair()
+    client = SSLStream(
+        client_transport, tls_ca.client_context(version="1.3"), server_hostname=SERVER_NAME
+    )
+    server = SSLStream(server_transport, tls_ca.server_context(version="1.3"), server_side=True)
+    try:
+        with trio.fail_after(10):
+            await handshake_pair(client, server)
+            session = await client.resumable_session()
+        assert session.has_ticket
+        assert server.statistics().wire_bytes_sent > 0
+    finally:
+        await trio.aclose_forcefully(client)
+        await trio.aclose_forcefully(server)
+
+
+async def test_tls13_tickets_still_wait_for_a_write_on_a_zero_buffer_transport(
+    tls_ca: TLSTestCA, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A lockstep pair cannot take the tickets without waiting for the client to
+    read, so they still go out with the server's first write (see the deadlock test
+    in test_stream.py); the client asking first waits until then, data kept."""
+    client, server = tls_lockstep_stream_pair(tls_ca, version="1.3")
+    await handshake_pair(client, server)
+    with trio.move_on_after(1) as waiting:
+        await client.resumable_session()
+    assert waiting.cancelled_caught
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.send_all, b"first write")
+        with trio.fail_after(5):
+            session = await client.resumable_session()
+    assert session.has_ticket
+    assert await client.receive_some() == b"first write"

@@ -18,8 +18,8 @@ from trio.abc import Stream
 from trio.testing import assert_checkpoints
 
 from trio_tls import NeedHandshakeError, SSLStream
+from trio_tls._closing import CLOSE_NOTIFY_SEND_TIMEOUT
 from trio_tls._engine import _is_eof
-from trio_tls._stream import CLOSE_NOTIFY_SEND_TIMEOUT
 from trio_tls.testing import (
     SERVER_NAME,
     StreamPair,

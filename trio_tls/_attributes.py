@@ -87,8 +87,12 @@ class ConnectionAttributes:
     @overload
     def getpeercert(self, binary_form: bool) -> dict[str, Any] | bytes | None: ...
     def getpeercert(self, binary_form: bool = False) -> dict[str, Any] | bytes | None:
-        """The peer's certificate, decoded or as DER (``binary_form=True``); ``None`` if it sent none."""
-        return self._after_handshake("getpeercert").getpeercert(binary_form)
+        """The peer's certificate, decoded or as DER (``binary_form=True``); ``None`` if it
+        sent none, and also while it is still sending a new one (a post-handshake
+        authentication or a TLS 1.2 renegotiation, where ``ssl.SSLObject.getpeercert``
+        would raise ``ValueError``)."""
+        self._after_handshake("getpeercert")
+        return self._engine.peer_certificate(binary_form)
 
     def selected_npn_protocol(self) -> str | None:
         """Always ``None``, with the stdlib's ``DeprecationWarning``: NPN is obsolete; use ALPN."""

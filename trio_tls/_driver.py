@@ -78,6 +78,7 @@ class Driver:
     __slots__ = (
         "_counters",
         "_engine",
+        "_linger_on_close",
         "_recv_count",
         "_recv_lock",
         "_room",
@@ -97,6 +98,8 @@ class Driver:
         # first use: almost no stream ever needs it).
         self._room: trio.lowlevel.ParkingLot | None = None
         self._counters = Counters()
+        # A fatal alert went out: close with a lingering close (SocketWire.linger).
+        self._linger_on_close = False
 
     # -- moving ciphertext ------------------------------------------------------------
 
@@ -122,6 +125,32 @@ class Driver:
         counters.wire_bytes_sent += len(data)
         counters.transport_sends += 1
         return yielded
+
+    def _send_tickets_now(self) -> None:
+        """Put the TLS 1.3 tickets held back by the handshake on the wire, if it takes
+        them without waiting; otherwise they keep waiting for the next send.
+
+        The engine holds tickets back because writing them can deadlock a zero-buffer
+        transport against a client that is writing too. A socket with room in its
+        send buffer cannot deadlock: the kernel takes them at once, as OpenSSL's own
+        server sends them. The wire's non-blocking send answers honestly whether that
+        is so (it takes nothing on a generic stream, such as a lockstep pair), and
+        whatever it left over stays in front of the next ciphertext, in order. Sent
+        now, a client that speaks first can have its session before it writes.
+        """
+        engine = self._engine
+        if not engine.delayed or not self._send_lock.try_acquire():
+            return
+        try:
+            sent = self._wire.try_send(engine.delayed)
+        except trio.BrokenResourceError:
+            sent = 0  # nothing was written; the next operation reports the failure
+        finally:
+            self._send_lock.release()
+        if sent:
+            engine.delayed = engine.delayed[sent:]
+            self._counters.wire_bytes_sent += sent
+            self._counters.transport_sends += 1
 
     async def _receive_after_queueing(self) -> bool:
         """Another task is receiving: queue, and skip our receive if theirs helped."""
@@ -164,6 +193,18 @@ class Driver:
     async def _drive(self, what: str, operation: Callable[[*Ts], Step[T]], *args: *Ts) -> T:
         """Run ``operation`` until it finishes; see the theory of operation above."""
         await trio.lowlevel.checkpoint_if_cancelled()
+        return await self._drive_even_if_cancelled(what, operation, *args)
+
+    async def _drive_even_if_cancelled(
+        self, what: str, operation: Callable[[*Ts], Step[T]], *args: *Ts
+    ) -> T:
+        """:meth:`_drive` without its opening cancellation check.
+
+        The first step and the non-blocking send of its output run even under an
+        expired deadline; only waiting (for the transport, for a lock) is cancelled.
+        For close_notify: a close with no time left still says goodbye whenever the
+        kernel takes the bytes at once.
+        """
         step = operation(*args)
         result, yielded = await self._run_steps(step, False, False, what, operation, *args)
         if not yielded:
@@ -188,6 +229,8 @@ class Driver:
         """
         while True:
             if step.error is not None:
+                if step.to_send:  # an alert: aclose() lingers so that the peer reads it
+                    self._linger_on_close = True
                 await self._flush_alert(step.to_send)
                 self._sm.fail()
                 raise trio.BrokenResourceError(f"TLS {what} failed: {step.error}") from step.error

@@ -35,8 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-import idna
-
+# Re-exported: the rest of the package asks the engine module what an EOF is.
+from ._eof import _is_eof as _is_eof
 from ._hello import HelloReader, ServerNameError
 
 T = TypeVar("T")
@@ -58,35 +58,6 @@ READ_AHEAD_LIMIT = 256 * 1024
 # The largest TLS record on the wire: 16 KiB of plaintext, up to 256 bytes of
 # expansion and the 5-byte header. OpenSSL holds at most one partial record.
 _MAX_RECORD = 16 * 1024 + 256 + 5
-
-
-def encode_hostname(hostname: str | bytes | None) -> str | None:
-    """IDNA 2008 (UTS 46) like trio, which avoids the stdlib's IDNA 2003 (bpo-17305)."""
-    if hostname is None:
-        return None
-    if isinstance(hostname, bytes):
-        return hostname.decode("ascii")
-    try:
-        hostname.encode("ascii")
-    except UnicodeEncodeError:
-        return idna.encode(hostname, uts46=True).decode("ascii")
-    return hostname
-
-
-def _is_eof(exc: BaseException | None) -> bool:
-    """Whether ``exc`` means the peer closed the transport without close_notify.
-
-    Python 3.10 sometimes reported this as a plain ``SSLError`` whose reason is
-    ``UNEXPECTED_EOF_WHILE_READING`` instead of ``SSLEOFError`` (bpo-43794 era);
-    3.11+ with OpenSSL 3 raises ``SSLEOFError``, but the text check is kept because a
-    CPython built against another OpenSSL may still take the old path. This is the
-    only place that makes this decision.
-    """
-    if isinstance(exc, ssl.SSLEOFError):
-        return True
-    # ``reason`` is only set on errors that came from OpenSSL itself.
-    reason = getattr(exc, "reason", None)
-    return isinstance(exc, ssl.SSLError) and reason == "UNEXPECTED_EOF_WHILE_READING"
 
 
 @dataclass(slots=True)
@@ -288,6 +259,23 @@ class TLSEngine:
             raise ValueError(f"post-handshake authentication needs TLS 1.3, not {version}")
         self.obj.verify_client_post_handshake()
 
+    def peer_certificate(self, binary_form: bool) -> dict[str, Any] | bytes | None:
+        """``obj.getpeercert(binary_form)``, None while a certificate is on its way.
+
+        CPython raises ``ValueError("handshake not done yet")`` while OpenSSL is half-way
+        through a handshake exchange: after the first handshake, a matter of how the
+        peer's bytes were split (a post-handshake certificate in several reads, as
+        GnuTLS sends it, or a TLS 1.2 renegotiation), not a misuse. So it is None.
+        """
+        try:
+            return self.obj.getpeercert(binary_form)
+        except ValueError:
+            return None
+
+    def has_peer_certificate(self) -> bool:
+        """Whether the peer's certificate has been received and verified."""
+        return self.peer_certificate(True) is not None
+
     def has_resumable_session(self) -> bool:
         """Whether :attr:`obj`.session could resume this connection now.
 
@@ -385,21 +373,21 @@ class TLSEngine:
     def _read_ahead_room(self) -> int:
         return READ_AHEAD_LIMIT - len(self._plain)
 
-    def read_ahead_until(self, ready: Callable[[], bool]) -> Step[bool]:
+    def read_ahead_until(self, ready: Callable[[], bool]) -> Step[bool | None]:
         """Process incoming records until ``ready()``, keeping any plaintext for later.
 
         For callers waiting for something only a read processes (a TLS 1.3 ticket, a
         post-handshake certificate) without consuming the application's data, which
         the next :meth:`read` returns first. Finishes with True once ``ready()`` holds
         (checked after every record batch, so a ticket followed by an EOF still
-        counts), or False at end of stream. At most :data:`READ_AHEAD_LIMIT` bytes of
-        plaintext are kept: when that much is held, the step wants input and
-        :attr:`read_ahead_full` tells the driver not to feed any.
+        counts), False at end of stream, or None once :data:`READ_AHEAD_LIMIT` bytes
+        of plaintext are held: the caller is the only reader while it waits, so no one
+        would ever make room, and waiting could only end at its deadline.
         """
         if ready():
             return Step(b"", want_read=False, finished=True, result=True)
         if self.read_ahead_full:
-            return Step(b"", want_read=True, finished=False)
+            return Step(b"", want_read=False, finished=True, result=None)
         step = _as_read_step(self._read_buffered(None, self._read_ahead_room()))
         if step.error is not None:
             return Step(step.to_send, want_read=False, finished=True, error=step.error)

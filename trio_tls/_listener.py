@@ -228,10 +228,14 @@ def _after_handshake(
         # trio.serve_listeners closes the stream when this returns or raises.
         # Asked before the handshake: a client that resets it cannot be named later.
         peer = _peer_address(stream.transport_stream)
+        # After a fatal alert, close here rather than leave it to trio's forceful
+        # close: aclose() then lingers (bounded, in this connection's task only) so
+        # that a client still sending reads the alert instead of a reset.
         try:
             await stream.do_handshake()
         except trio.BrokenResourceError as exc:
             _server_log.info("TLS handshake with %s failed: %s", peer, explain(exc, peer="client"))
+            await stream.aclose()
             return
         try:
             await handler(stream)
@@ -239,6 +243,8 @@ def _after_handshake(
             # Not necessarily this stream (the handler may talk to a backend too), so
             # the reason names "the peer", not "the client".
             _server_log.info("connection with %s broke: %s", peer, explain(broken, peer="peer"))
+            if stream._linger_on_close:  # this stream sent an alert: it is broken
+                await stream.aclose()
 
     return serve_one
 

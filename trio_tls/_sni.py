@@ -14,7 +14,7 @@ import ssl
 from collections.abc import Mapping
 from typing import TypeVar
 
-from ._engine import encode_hostname
+from ._hostname import encode_hostname
 
 _T = TypeVar("_T")
 

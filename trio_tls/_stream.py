@@ -12,7 +12,6 @@ raises ``trio.BrokenResourceError`` chained to the cause.
 
 from __future__ import annotations
 
-import contextlib
 import operator
 import ssl
 import time
@@ -24,20 +23,16 @@ from trio.abc import HalfCloseableStream, Stream
 
 from ._attributes import ConnectionAttributes
 from ._choosing import ChoosingEngine, ContextChooser, split_chooser
-from ._driver import ALERT_FLUSH_TIMEOUT, Driver
-from ._engine import TLSEngine, encode_hostname
-from ._exceptions import NoSessionTicketError, PostHandshakeAuthError
+from ._closing import Closing
+from ._engine import TLSEngine
+from ._exceptions import NoSessionTicketError, PostHandshakeAuthError, read_ahead_full
+from ._hostname import encode_hostname
 from ._standin import StandsInForTrio
 from ._state import Op, State
 from ._statistics import TLSStatistics
 from ._sync import Once
 
 T_Stream = TypeVar("T_Stream", bound=Stream)
-
-#: Upper bound on sending close_notify in aclose(), whatever ``close_timeout`` says
-#: (that one bounds only the wait for the peer's reply). trio waits forever here, so a
-#: peer that stopped reading holds its aclose(); after this long we close anyway.
-CLOSE_NOTIFY_SEND_TIMEOUT = 5.0
 
 
 def _handshake_failed(exc: BaseException) -> trio.BrokenResourceError:
@@ -51,7 +46,7 @@ def _handshake_failed(exc: BaseException) -> trio.BrokenResourceError:
 
 @final
 class SSLStream(
-    Driver, ConnectionAttributes, StandsInForTrio, HalfCloseableStream, Generic[T_Stream]
+    Closing, ConnectionAttributes, StandsInForTrio, HalfCloseableStream, Generic[T_Stream]
 ):
     """TLS over any trio :class:`~trio.abc.Stream`: a drop-in for :class:`trio.SSLStream`.
 
@@ -71,10 +66,12 @@ class SSLStream(
           runs out the handshake raises :exc:`trio.BrokenResourceError` whose
           ``__cause__`` is :exc:`trio.TooSlowError` (trio_tls extension).
       close_timeout: None (the default) makes :meth:`aclose` send close_notify without
-          waiting for the peer's reply, as trio does. A number makes it also wait that
-          many seconds for the peer's close_notify before closing the transport
-          (trio_tls extension). Sending close_notify itself is bounded separately
-          (``CLOSE_NOTIFY_SEND_TIMEOUT``), so even ``close_timeout=0`` says goodbye.
+          waiting for the peer's reply, as trio does (giving up on a peer that does
+          not read after ``CLOSE_NOTIFY_SEND_TIMEOUT``). A number bounds the whole
+          :meth:`aclose`, sending close_notify included, and spends what is left of
+          it waiting for the peer's close_notify (trio_tls extension). close_notify
+          is still always attempted: over a socket with room the kernel takes it at
+          once, so even ``close_timeout=0`` ends the stream cleanly for the peer.
 
     Attributes:
       transport_stream: the wrapped stream; None once :meth:`unwrap` has handed it
@@ -167,6 +164,7 @@ class SSLStream(
             self._sm.fail()
             raise
         self._handshake_seconds = time.perf_counter() - started
+        self._send_tickets_now()
         if self._sm.state is State.HANDSHAKING:
             self._sm.move(State.OPEN)
 
@@ -304,15 +302,18 @@ class SSLStream(
             with trio.fail_after(5):
                 session = await stream.resumable_session()
 
-        trio_tls and trio servers send their TLS 1.3 tickets with their first write or
-        when they close, never right after the handshake (notes/decisions.md). In a
-        protocol where the client speaks first, send the request before asking, or
-        this waits for a write the server will only make after the request. While it
-        waits it keeps at most ``READ_AHEAD_LIMIT`` bytes of data for later and then
-        stops reading the transport (backpressure); only its deadline ends the wait.
+        Most servers, trio_tls over a socket included, send their TLS 1.3 tickets right
+        after the handshake, so asking at once works whoever speaks first. A server
+        on a transport that cannot take them without waiting (a trio_tls server on a
+        zero-buffer stream, or trio's) sends them with its first write or when it
+        closes: there, in a protocol where the client speaks first, send the request
+        before asking. While it waits it keeps at most ``READ_AHEAD_LIMIT`` bytes of
+        data for later; at that cap it fails at once rather than wait forever.
 
         Raises:
-          NoSessionTicketError: the server closed the connection before sending one.
+          NoSessionTicketError: the server closed the connection before sending one,
+              or sent ``READ_AHEAD_LIMIT`` bytes of data first (take them with
+              :meth:`receive_some`, then ask again; the stream is intact).
           trio.BusyResourceError: another task is in :meth:`receive_some`.
           ValueError: on a server-side stream.
         """
@@ -322,7 +323,7 @@ class SSLStream(
         try:
             self._sm.check(Op.RECEIVE)
             await self._ensure_handshake()
-            if not await self._read_ahead_until(self._engine.has_resumable_session):
+            if not await self._read_ahead_until(self._engine.has_resumable_session, "session"):
                 raise NoSessionTicketError(
                     "the server closed the connection before sending a session ticket"
                 )
@@ -346,8 +347,10 @@ class SSLStream(
         ``verify_mode`` of ``CERT_OPTIONAL`` or ``CERT_REQUIRED`` and the CA to trust.
 
         Raises:
-          PostHandshakeAuthError: the client did not offer post-handshake auth, or
-              closed the connection instead of answering.
+          PostHandshakeAuthError: the client did not offer post-handshake auth,
+              closed the connection instead of answering, or sent ``READ_AHEAD_LIMIT``
+              bytes of data before its answer (the stream is intact: that data is
+              returned by :meth:`receive_some`, which also processes the answer).
           trio.BrokenResourceError: the certificate failed verification (or, with
               ``CERT_REQUIRED``, the client sent none); ``__cause__`` says why.
           ValueError: on a client stream, or on a connection that is not TLS 1.3.
@@ -363,9 +366,16 @@ class SSLStream(
         finally:
             self._receiving = False
 
-    async def _read_ahead_until(self, ready: Callable[[], bool]) -> bool:
-        """Read until ``ready()``, keeping data for receive_some; False at end of stream."""
-        return await self._drive("read", self._engine.read_ahead_until, ready)
+    async def _read_ahead_until(self, ready: Callable[[], bool], what: str) -> bool:
+        """Read until ``ready()``, keeping data for receive_some; False at end of stream.
+
+        At the read-ahead cap it raises at once (:func:`read_ahead_full`) instead of
+        waiting for room that only the caller's own receive_some() could make.
+        """
+        found = await self._drive("read", self._engine.read_ahead_until, ready)
+        if found is None:
+            raise read_ahead_full(what)
+        return found
 
     async def _request_and_await_certificate(self) -> None:
         try:
@@ -376,8 +386,9 @@ class SSLStream(
                 "(set post_handshake_auth = True on its SSLContext)"
             ) from exc
         await self._drive("certificate request", self._engine.handshake)
-        obj = self._engine.obj
-        if not await self._read_ahead_until(lambda: obj.getpeercert(binary_form=True) is not None):
+        # The check runs after every batch of records, so it may meet OpenSSL half-way
+        # through the client's answer: has_peer_certificate() reads that as "not yet".
+        if not await self._read_ahead_until(self._engine.has_peer_certificate, "certificate"):
             raise PostHandshakeAuthError(
                 "the client closed the connection instead of sending a certificate"
             )
@@ -432,68 +443,3 @@ class SSLStream(
             return (transport, self._engine.take_trailing())
         finally:
             self._sending = self._receiving = False
-
-    async def aclose(self) -> None:
-        """Close the TLS layer, then the transport.
-
-        Unless ``https_compatible``, this first sends close_notify (after finishing the
-        handshake if it has not run). It does not wait for the peer's reply unless
-        ``close_timeout`` is set. Whatever happens, cancellation and failures
-        included, the transport is closed when this returns or raises.
-        """
-        state = self._sm.state
-        if state is State.CLOSED:
-            await trio.lowlevel.checkpoint()
-            return
-        if state is State.BROKEN or self._engine.ragged_eof_ok:
-            await self._close_without_goodbye()
-            return
-        try:
-            await self._say_goodbye()
-        except BaseException:
-            self._sm.move(State.CLOSED)
-            await trio.aclose_forcefully(self.transport_stream)
-            raise
-        self._sm.move(State.CLOSED)
-        await self.transport_stream.aclose()
-
-    async def _close_without_goodbye(self) -> None:
-        # https_compatible: no close_notify. Session tickets still held back (a TLS
-        # 1.3 server that never wrote) are delivered first, bounded, so that the
-        # client can resume; trio drops them, and its clients never can.
-        try:
-            tickets = self._engine.take_delayed()
-            if tickets and self._sm.state is not State.BROKEN:
-                with (
-                    trio.move_on_after(ALERT_FLUSH_TIMEOUT),
-                    contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
-                ):
-                    await self._send_wire(tickets)
-        finally:
-            self._sm.move(State.CLOSED)
-            await self.transport_stream.aclose()
-
-    async def _say_goodbye(self) -> None:
-        await self._ensure_handshake()
-        if self._sm.state is not State.SEND_CLOSED:
-            # Sending is bounded on its own, not by close_timeout: close_timeout is how
-            # long to wait for the peer's reply, and even close_timeout=0 must still
-            # say goodbye, or the peer sees a truncation instead of an end of stream.
-            with trio.move_on_after(CLOSE_NOTIFY_SEND_TIMEOUT):
-                # The peer may have closed already; two well-behaved programs can race
-                # here, so a failure to deliver our close_notify is not an error.
-                try:
-                    await self._drive("close_notify", self._engine.send_close_notify)
-                except trio.BrokenResourceError:
-                    return
-        if self._close_timeout is not None:
-            with trio.move_on_after(self._close_timeout):
-                await self._await_peer_close_notify()
-
-    async def _await_peer_close_notify(self) -> None:
-        """Read (and discard) until the peer's close_notify; bounded by the caller."""
-        try:
-            while not self._engine.peer_closed:
-                await self._drive("close", self._engine.read, None)
-        except trio.BrokenResourceError:
-            return  # the peer hung up without close_notify: nothing more to wait for

@@ -23,6 +23,7 @@ when the transport already provided one.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import threading
 
@@ -35,6 +36,19 @@ from ._engine import TLSEngine
 #: loopback socket drains in one call. The buffer is allocated once per thread, not
 #: per connection, so its size costs idle connections nothing.
 RECEIVE_CHUNK = 256 * 1024
+
+#: Lingering close after a fatal alert: how long :meth:`SocketWire.linger` keeps
+#: reading, and the most it reads, before the socket is closed. A peer that is still
+#: sending when we close would get a TCP reset, and a reset makes its stack drop
+#: what it had not read yet, our alert included; reading on (nginx's lingering
+#: close) lets it read the alert first. One second is plenty for a peer on any
+#: network to finish a write in flight and read; the byte cap bounds the work a
+#: peer that never stops sending can cause.
+LINGER_TIMEOUT = 1.0
+LINGER_MAX_BYTES = 4 * 1024 * 1024
+
+#: Most receive calls :meth:`SocketWire.discard_unread` makes before a close.
+_DISCARD_READS = 4
 
 _buffers = threading.local()
 
@@ -66,6 +80,12 @@ class StreamWire:
         # ``sent`` is always 0 here (try_send took nothing), so the transport gets the
         # bytes object itself, as it did before: a user's stream may expect bytes.
         await self._stream.send_all(data[sent:] if sent else data)
+
+    def discard_unread(self) -> None:
+        """A generic stream has no kernel buffer to empty before it closes."""
+
+    async def linger(self) -> None:
+        """A generic stream has no reset to avoid: closing it is enough."""
 
     async def receive(self, engine: TLSEngine) -> tuple[int, bool]:
         data = await self._stream.receive_some()
@@ -128,6 +148,51 @@ class SocketWire:
         else:
             engine.feed_eof()
         return count, yielded
+
+    def discard_unread(self) -> None:
+        """Read away, without waiting, what the kernel holds for us before we close.
+
+        Closing a TCP socket that still has unread data makes the kernel send a reset
+        instead of a FIN (RFC 2525, 2.17), and the peer may then lose data it has not
+        read yet or see an error instead of the end of the stream. A TLS 1.3 client
+        that never reads does hold unread data: the server's session tickets. What is
+        read here is dropped (the stream is closing); at most a few receives, so a
+        peer that keeps sending only gets the reset it would have got anyway.
+        """
+        iov = _receive_iov()
+        for _ in range(_DISCARD_READS):
+            try:
+                if os.readv(self._fd(), iov) < RECEIVE_CHUNK:
+                    return  # drained, or end of stream
+            except (OSError, trio.ClosedResourceError):
+                return  # nothing waiting (BlockingIOError), or nothing to drain
+
+    async def linger(self) -> None:
+        """Lingering close: stop sending, then read and drop the peer's data for a while.
+
+        For after a fatal alert, so that a peer still sending reads the alert instead
+        of a reset (see :data:`LINGER_TIMEOUT`). Shutting down our sending side first
+        sends a FIN behind the alert: the peer learns we are done as soon as it reads.
+        Ends at the peer's EOF, after :data:`LINGER_MAX_BYTES`, after
+        :data:`LINGER_TIMEOUT` seconds or on any error; every receive is a checkpoint,
+        so it yields between reads and a cancellation ends it at once.
+        """
+        sock = self._socket
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return  # not connected any more: nothing to linger for
+        buffer = memoryview(_receive_iov()[0])
+        discarded = 0
+        with trio.move_on_after(LINGER_TIMEOUT):
+            while discarded < LINGER_MAX_BYTES:
+                try:
+                    count = await sock.recv_into(buffer)
+                except (OSError, trio.ClosedResourceError):
+                    return
+                if not count:
+                    return
+                discarded += count
 
 
 def wire_for(stream: Stream) -> StreamWire | SocketWire:

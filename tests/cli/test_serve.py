@@ -170,6 +170,35 @@ def test_serve_http_sends_close_notify(tmp_path: Path) -> None:
     assert "served 2 connections (1 failed)" in log
 
 
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        pytest.param(b"GET /lf HTTP/1.0\n\n", id="bare_lf"),
+        pytest.param(b"GET /mixed HTTP/1.1\r\nHost: localhost\n\r\n", id="mixed"),
+    ],
+)
+def test_serve_http_answers_a_head_ending_in_bare_lf(tmp_path: Path, request_head: bytes) -> None:
+    """What hand-typed requests and many test clients send: answered at once, not
+    dropped after --timeout (which is long here, so waiting for it fails the test)."""
+    ca = tmp_path / "ca.pem"
+    with serve("--http", "--ca-out", str(ca), "--max-connections", "1") as server:
+        address = ("127.0.0.1", port_of(server))
+        with (
+            socket.create_connection(address, timeout=RUN_TIMEOUT) as raw,
+            _strict_client(ca).wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            tls.sendall(request_head)
+            reply = b""
+            for _ in range(100):
+                if not (chunk := tls.recv(65536)):
+                    break
+                reply += chunk
+        server.finish()
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
+    request_line = request_head.splitlines()[0].decode()
+    assert request_line in reply.decode()
+
+
 def test_serve_http_curl_line_works_as_printed(files: Files, tmp_path: Path) -> None:
     curl = shutil.which("curl")
     assert curl is not None, "curl is a test requirement (see the README)"

@@ -10,6 +10,7 @@ find it.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import signal
 import ssl
@@ -38,6 +39,11 @@ from .tls import bound_address, close_quietly, server_context, summarize
 
 #: An HTTP request head larger than this is refused; browsers send about 1 KiB.
 MAX_REQUEST_HEAD = 64 * 1024
+
+#: The blank line that ends a request head. HTTP says CRLF, but servers accept a bare
+#: LF too (RFC 9112 section 2.2), and hand-typed requests and many test clients send
+#: ``\n\n``: without this they would wait for a CRLF that never comes.
+_END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
 
 Stream = SSLStream[trio.SocketStream]
 
@@ -350,20 +356,23 @@ async def _receive_http(stream: Stream, opts: ServeOptions) -> bytes:
     """The client's next data; ``b""`` once it is done, with or without close_notify.
 
     HTTP clients (browsers, curl) often just close the connection, and HTTP knows
-    where a request ends, so a truncated one is caught as incomplete anyway.
+    where a request ends, so a truncated one is caught as incomplete anyway. Such a
+    close is a reset rather than a FIN when the client still holds unread input, as
+    a TLS 1.3 client that never read does: the session tickets sent right after the
+    handshake. Either way the client is done.
     """
     try:
         with trio.fail_after(opts.timeout):
             return await stream.receive_some()
     except trio.BrokenResourceError as exc:
-        if _is_eof(exc.__cause__):
+        if _is_eof(exc.__cause__) or isinstance(exc.__cause__, ConnectionResetError):
             return b""
         raise
 
 
 async def _http(stream: Stream, opts: ServeOptions) -> None:
     head = await _read_head(stream, opts)
-    request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+    request_line = head.split(b"\n", 1)[0].rstrip(b"\r").decode("latin-1")
     summary = summarize(stream)
     body = "\n".join(
         [
@@ -385,7 +394,7 @@ async def _http(stream: Stream, opts: ServeOptions) -> None:
 
 async def _read_head(stream: Stream, opts: ServeOptions) -> bytes:
     head = bytearray()
-    while b"\r\n\r\n" not in head:
+    while not _END_OF_HEAD.search(head):
         if len(head) > MAX_REQUEST_HEAD:
             raise BadRequest("request head too large")
         if not (data := await _receive_http(stream, opts)):

@@ -1,0 +1,273 @@
+"""Lingering close: after a fatal alert over a socket, ``aclose()`` shuts down its
+sending side and reads (and drops) what the peer still sends, for a bounded time and
+amount, before it closes. A peer that is still sending then reads the alert, instead
+of having its writes fail on a TCP reset (what a Java client reports as "Broken
+pipe", never the reason). Real peers over loopback TCP, each in a thread with
+deadlines on every socket call.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+
+import pytest
+import trio
+
+import trio_tls._wire
+from trio_tls import SSLStream, serve_ssl_over_tcp
+from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName
+
+pytestmark = pytest.mark.usefixtures("no_fd_leak")
+
+#: A peer thread's bound on each blocking socket call.
+PEER_TIMEOUT = 10.0
+#: Both ends' socket buffers, pinned small so that the upload below cannot fit in
+#: them whatever the machine's defaults: without a lingering close the server closes
+#: with unread data, the kernel answers with a reset, and the upload fails.
+SMALL_BUFFER = 64 * 1024
+#: What the peer sends after the record the server rejects: many times the buffers,
+#: well under LINGER_MAX_BYTES.
+UPLOAD = 1024 * 1024
+RECORD = bytes(16 * 1024)
+
+
+@dataclass
+class PeerReport:
+    """How the connection ended for the peer."""
+
+    send_error: OSError | None = None
+    alert: ssl.SSLError | None = None
+    read_error: OSError | None = None
+
+
+def _handshake(
+    obj: ssl.SSLObject, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, sock: socket.socket
+) -> None:
+    for _ in range(100):
+        try:
+            obj.do_handshake()
+        except ssl.SSLWantReadError:
+            sock.sendall(outgoing.read())
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionError("EOF during the handshake") from None
+            incoming.write(data)
+        else:
+            sock.sendall(outgoing.read())
+            return
+    raise AssertionError("the handshake did not finish")
+
+
+def _read_the_answer(
+    obj: ssl.SSLObject, incoming: ssl.MemoryBIO, sock: socket.socket, report: PeerReport
+) -> None:
+    """Read until the server's alert (or the end), as a peer does once it is done."""
+    for _ in range(1000):
+        try:
+            data = sock.recv(65536)
+        except OSError as exc:
+            report.read_error = exc
+            return
+        if data:
+            incoming.write(data)
+        else:
+            incoming.write_eof()
+        try:
+            obj.read(65536)
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLError as exc:
+            report.alert = exc
+            return
+        if not data:
+            return
+
+
+def uploading_client(
+    context: ssl.SSLContext, port: int, report: PeerReport, *, corrupt_first: bool
+) -> None:
+    """Handshake, then send UPLOAD bytes of records without reading, then read.
+
+    With ``corrupt_first`` the first record has one bit flipped, which the server must
+    refuse with a bad_record_mac alert; otherwise the server is expected to refuse
+    the handshake itself (TLS 1.3 clients send data before they learn of it).
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=PEER_TIMEOUT) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = context.wrap_bio(incoming, outgoing, server_hostname=SERVER_NAME)
+        _handshake(obj, incoming, outgoing, sock)
+        sent = 0
+        try:
+            while sent < UPLOAD:
+                obj.write(RECORD)
+                record = bytearray(outgoing.read())
+                if corrupt_first and sent == 0:
+                    record[-1] ^= 1  # in the record's authentication tag
+                sock.sendall(record)
+                sent += len(record)
+        except OSError as exc:
+            report.send_error = exc
+        _read_the_answer(obj, incoming, sock, report)
+
+
+@asynccontextmanager
+async def peer_in_thread(
+    run: Callable[[int, PeerReport], None],
+) -> AsyncIterator[tuple[trio.SocketListener, PeerReport]]:
+    """A listener whose sockets have SMALL_BUFFER receive buffers, and ``run(port,
+    report)`` in a thread connecting to it; the thread is waited for on exit."""
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    # Accepted sockets inherit the listener's buffer size.
+    listener.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUFFER)
+    port = listener.socket.getsockname()[1]
+    report = PeerReport()
+    async with listener, trio.open_nursery() as nursery:
+        nursery.start_soon(partial(trio.to_thread.run_sync, run, port, report))
+        yield listener, report
+
+
+async def read_to_the_end(stream: SSLStream[trio.SocketStream]) -> None:
+    for _ in range(10_000):
+        if not await stream.receive_some():
+            return
+    raise AssertionError("the stream did not end")
+
+
+def assert_alert_read(report: PeerReport, reason: str) -> None:
+    assert report.send_error is None, f"the upload failed: {report.send_error!r}"
+    assert report.read_error is None, f"reading the answer failed: {report.read_error!r}"
+    assert report.alert is not None, "the peer read no alert"
+    assert reason in str(report.alert)
+
+
+async def test_peer_still_sending_reads_the_alert_for_a_bad_record(
+    tls_ca: TLSTestCA, tls_version: TLSVersionName
+) -> None:
+    client_ctx = tls_ca.client_context(version=tls_version)
+    run = partial(uploading_client, client_ctx, corrupt_first=True)
+    async with peer_in_thread(run) as (listener, report):
+        stream = SSLStream(
+            await listener.accept(), tls_ca.server_context(version=tls_version), server_side=True
+        )
+        with trio.fail_after(PEER_TIMEOUT):
+            with pytest.raises(trio.BrokenResourceError, match="bad record mac"):
+                await read_to_the_end(stream)
+            await stream.aclose()
+    assert_alert_read(report, "BAD_RECORD_MAC")
+
+
+async def test_refused_client_certificate_reaches_a_client_still_sending(
+    tls_ca: TLSTestCA,
+) -> None:
+    """The server helper's path (trio would close it forcefully): a TLS 1.3 client
+    without a certificate uploads right after its Finished, then reads the refusal."""
+    served: list[str] = []
+
+    async def handler(stream: SSLStream[trio.SocketStream]) -> None:
+        served.append("handler")  # never: the handshake fails
+
+    client_ctx = tls_ca.client_context(version="1.3")
+    run = partial(uploading_client, client_ctx, corrupt_first=False)
+    server_ctx = tls_ca.server_context(version="1.3", require_client_cert=True)
+    async with trio.open_nursery() as servers:
+        listeners = await servers.start(
+            partial(serve_ssl_over_tcp, handler, 0, server_ctx, host="127.0.0.1")
+        )
+        listener = listeners[0].transport_listener
+        listener.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUFFER)
+        port = listener.socket.getsockname()[1]
+        report = PeerReport()
+        with trio.fail_after(PEER_TIMEOUT):
+            await trio.to_thread.run_sync(run, port, report)
+        servers.cancel_scope.cancel()
+    assert served == []
+    assert_alert_read(report, "CERTIFICATE_REQUIRED")
+
+
+def trickling_client(context: ssl.SSLContext, port: int, report: PeerReport) -> None:
+    """Sends a corrupt record, then one byte every 10 ms until the server hangs up
+    (bounded by PEER_TIMEOUT): a peer the lingering close must not wait out."""
+    with socket.create_connection(("127.0.0.1", port), timeout=PEER_TIMEOUT) as sock:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = context.wrap_bio(incoming, outgoing, server_hostname=SERVER_NAME)
+        _handshake(obj, incoming, outgoing, sock)
+        obj.write(b"x")
+        record = bytearray(outgoing.read())
+        record[-1] ^= 1
+        sock.sendall(record)
+        give_up = time.monotonic() + PEER_TIMEOUT
+        try:
+            while time.monotonic() < give_up:
+                sock.sendall(b"\0")
+                time.sleep(0.01)
+        except OSError as exc:
+            report.send_error = exc
+
+
+async def test_lingering_close_ends_at_once_when_cancelled(
+    tls_ca: TLSTestCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """trio.aclose_forcefully() (a cancelled aclose) does not linger, even for a
+    peer that never stops sending: it closes the transport at once."""
+    monkeypatch.setattr(trio_tls._wire, "LINGER_TIMEOUT", 3600.0)  # only cancellation ends it
+    client_ctx = tls_ca.client_context(version="1.3")
+    async with peer_in_thread(partial(trickling_client, client_ctx)) as (listener, report):
+        stream = SSLStream(
+            await listener.accept(), tls_ca.server_context(version="1.3"), server_side=True
+        )
+        with trio.fail_after(PEER_TIMEOUT):
+            with pytest.raises(trio.BrokenResourceError):
+                await stream.receive_some()
+            await trio.aclose_forcefully(stream)
+        assert stream.transport_stream.socket.fileno() == -1
+    assert report.send_error is not None  # the trickle ended when we closed
+
+
+async def test_one_lingering_connection_does_not_delay_others(
+    tls_ca: TLSTestCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bad client keeps its own connection's task lingering; another client is
+    served meanwhile, and cancelling the server ends the linger."""
+    monkeypatch.setattr(trio_tls._wire, "LINGER_TIMEOUT", 3600.0)
+    broke = trio.Event()
+
+    async def handler(stream: SSLStream[trio.SocketStream]) -> None:
+        try:
+            while data := await stream.receive_some():
+                await stream.send_all(data)
+        finally:
+            broke.set()
+
+    client_ctx = tls_ca.client_context(version="1.3")
+    async with trio.open_nursery() as servers:
+        listeners = await servers.start(
+            partial(
+                serve_ssl_over_tcp,
+                handler,
+                0,
+                tls_ca.server_context(version="1.3"),
+                host="127.0.0.1",
+            )
+        )
+        port = listeners[0].transport_listener.socket.getsockname()[1]
+        bad = PeerReport()
+        servers.start_soon(
+            partial(trio.to_thread.run_sync, trickling_client, client_ctx, port, bad)
+        )
+        with trio.fail_after(PEER_TIMEOUT):
+            await broke.wait()  # the bad client's stream broke ...
+            # ... and its task now lingers; a good client is served all the same.
+            tcp = await trio.open_tcp_stream("127.0.0.1", port)
+            async with SSLStream(tcp, client_ctx, server_hostname=SERVER_NAME) as good:
+                await good.send_all(b"ping")
+                assert await good.receive_some() == b"ping"
+        assert bad.send_error is None, "still lingering: the bad client can still send"
+        servers.cancel_scope.cancel()
+    assert bad.send_error is not None
