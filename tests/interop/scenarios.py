@@ -469,11 +469,25 @@ async def mtls_refused(side: Side) -> None:
             assert side.peer.process.returncode != 0, side.peer.describe()
             said = [line for line in side.log().splitlines() if line.startswith("***")]
             side.note = "the client saw: " + (" ".join(said)[:120] or "no alert")
+            _the_client_learnt_why(side, " ".join(said))
         return
     report = await side.peer_report()
     assert "error" in report, f"the peer did not see the refusal: {side.peer.describe()}"
     # Whether the peer learnt *why* (the alert) or only that the connection died.
     side.note = "the peer saw: " + report["error"][:120]
+    if side.serving:
+        _the_client_learnt_why(side, report["error"])
+
+
+#: How each stack words the unknown_ca alert it received.
+_UNKNOWN_CA = ("unknown certificate authority", "unknown_ca", "CA is unknown")
+
+
+def _the_client_learnt_why(side: Side, what_it_saw: str) -> None:
+    """trio_tls sends the alert and lingers, so a client still writing reads the reason
+    instead of a reset (trio.SSLStream's clients see EOF or a broken pipe: recorded)."""
+    if side.impl == "trio_tls":
+        assert any(words in what_it_saw for words in _UNKNOWN_CA), what_it_saw
 
 
 async def pha(side: Side) -> None:
