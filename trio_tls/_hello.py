@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import ssl
+import struct
 from typing import Final
 
 import idna
@@ -102,34 +103,6 @@ class ClientHello:
 
 class _Short(Exception):
     """The data ends before the field being read."""
-
-
-class _Reader:
-    __slots__ = ("_data", "_pos")
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._pos = 0
-
-    def take(self, count: int) -> bytes:
-        end = self._pos + count
-        if end > len(self._data):
-            raise _Short
-        chunk, self._pos = self._data[self._pos : end], end
-        return chunk
-
-    def number(self, width: int) -> int:
-        return int.from_bytes(self.take(width), "big")
-
-    def vector(self, width: int) -> _Reader:
-        return _Reader(self.take(self.number(width)))
-
-    def rest(self) -> bytes:
-        return self.take(len(self._data) - self._pos)
-
-    @property
-    def done(self) -> bool:
-        return self._pos >= len(self._data)
 
 
 class HelloReader:
@@ -276,41 +249,84 @@ def parse_client_hello(
 
 def _hello_from(body: bytes) -> ClientHello:
     try:
-        raw_name, alpn, versions = _fields(_Reader(body))
+        raw_name, alpn, versions = _fields(body)
     except _Short:
         raise ClientHelloError("malformed", "a ClientHello field overruns the message") from None
     name, unicode_name = _names(raw_name)
     return ClientHello(name, unicode_name, alpn, versions)
 
 
-def _fields(body: _Reader) -> tuple[bytes | None, tuple[str, ...], tuple[ssl.TLSVersion, ...]]:
-    legacy_version = body.number(2)
-    body.take(32)  # random
+# The fields are read with offsets into one bytes object: a hello is parsed on every
+# handshake of a server with a chooser, and this costs a few microseconds where a
+# reader object per field cost tens.
+
+
+_EXTENSION_HEADER: Final = struct.Struct(">HH")  # type, length
+
+
+def _vector(data: bytes, pos: int, width: int) -> tuple[int, int]:
+    """``(start, end)`` of the vector whose ``width``-byte length is at ``pos``."""
+    start = pos + width
+    if start > len(data):
+        raise _Short
+    end = start + int.from_bytes(data[pos:start], "big")
+    if end > len(data):
+        raise _Short
+    return start, end
+
+
+def _fields(body: bytes) -> tuple[bytes | None, tuple[str, ...], tuple[ssl.TLSVersion, ...]]:
+    if len(body) < 2 + 32:
+        raise _Short
+    offered = [int.from_bytes(body[:2], "big")]  # the legacy version
+    pos = 2 + 32  # after the random
     for width in (1, 2, 1):  # session id, cipher suites, compression methods
-        body.vector(width)
+        pos = _vector(body, pos, width)[1]
     name: bytes | None = None
     alpn: tuple[str, ...] = ()
-    offered = [legacy_version]
-    extensions = body.vector(2) if not body.done else _Reader(b"")
-    while not extensions.done:
-        kind, content = extensions.number(2), extensions.vector(2)
-        if kind == _SERVER_NAME_EXTENSION:
-            names = content.vector(2)
-            name = names.vector(2).rest() if names.number(1) == _HOST_NAME else None
-        elif kind == _ALPN_EXTENSION:
-            alpn = _alpn(content.vector(2))
-        elif kind == _SUPPORTED_VERSIONS_EXTENSION:
-            listed, offered = content.vector(1), []
-            while not listed.done:
-                offered.append(listed.number(2))
+    if pos < len(body):  # extensions are optional
+        pos, end = _vector(body, pos, 2)
+        while pos < end:
+            if pos + 4 > end:
+                raise _Short
+            kind, size = _EXTENSION_HEADER.unpack_from(body, pos)
+            start = pos + 4
+            pos = start + size
+            if pos > end:
+                raise _Short
+            if kind == _SERVER_NAME_EXTENSION:
+                name = _host_name(body[start:pos])
+            elif kind == _ALPN_EXTENSION:
+                alpn = _alpn(body[start:pos])
+            elif kind == _SUPPORTED_VERSIONS_EXTENSION:
+                offered = _versions(body[start:pos])
     return name, alpn, tuple(_VERSIONS[v] for v in offered if v in _VERSIONS)
 
 
-def _alpn(names: _Reader) -> tuple[str, ...]:
-    protocols = []
-    while not names.done:
-        protocols.append(names.vector(1).rest().decode("latin-1"))
+def _host_name(content: bytes) -> bytes | None:
+    start, end = _vector(content, 0, 2)  # the server name list; its first entry counts
+    if end - start < 3:
+        raise _Short
+    if content[start] != _HOST_NAME:
+        return None
+    start, end = _vector(content[:end], start + 1, 2)
+    return content[start:end]
+
+
+def _alpn(content: bytes) -> tuple[str, ...]:
+    pos, end = _vector(content, 0, 2)
+    content, protocols = content[:end], []
+    while pos < end:
+        start, pos = _vector(content, pos, 1)
+        protocols.append(content[start:pos].decode("latin-1"))
     return tuple(protocols)
+
+
+def _versions(content: bytes) -> list[int]:
+    start, end = _vector(content, 0, 1)
+    if (end - start) % 2:
+        raise _Short
+    return [int.from_bytes(content[i : i + 2], "big") for i in range(start, end, 2)]
 
 
 def _names(raw: bytes | None) -> tuple[str | None, str | None]:
@@ -323,6 +339,8 @@ def _names(raw: bytes | None) -> tuple[str | None, str | None]:
             "must send internationalised names as IDNA A-labels (xn--...)",
         )
     name = raw.decode("ascii").lower()
+    if "xn--" not in name:
+        return name, name  # nothing to decode (and IDNA decoding is not cheap)
     try:
         return name, idna.decode(name)
     except idna.IDNAError:
