@@ -6,6 +6,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
 .PHONY: demo test lint ci bench bench-quick bench-ab soak clean
+.PHONY: test-all dist dist-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +38,8 @@ lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-ci: test lint
+# One run of the suite per supported CPython (test-all includes this venv's version).
+ci: test-all lint dist-check
 
 bench: $(VENV)/.stamp-bench
 	$(PY) -m trio_tls bench --full --json notes/bench-latest.json --png notes/bench-latest.png
@@ -57,5 +59,29 @@ soak: $(VENV)/.stamp-bench
 	if $(PY) -c "import atheris" 2>/dev/null; then $(PY) tests/test_fuzz.py -runs=30000 -max_len=4096; fi
 	$(PY) tests/soak.py
 
+# --- every supported CPython ---------------------------------------------------------
+# The whole suite on each version the classifiers name, each in its own .venv-3.X, via
+# `make test`; versions this machine lacks are named as skipped. Others: make test-all
+# TEST_PYTHONS="3.12 3.14".
+TEST_PYTHONS ?=
+test-all:
+	.ci/test-all $(TEST_PYTHONS)
+
+# --- releases ------------------------------------------------------------------------
+# sdist and wheel in dist/, both checked by twine. dist-check then installs the wheel
+# (not editable) into a fresh venv and runs the demo and the plugin's fixtures from it.
+$(VENV)/.stamp-dist: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[release]'
+	touch $@
+
+dist: $(VENV)/.stamp-dist
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
+
+dist-check: dist
+	$(PY) tests/dist_check.py dist
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info
+	rm -rf .venv-3.* dist
