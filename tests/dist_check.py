@@ -5,7 +5,7 @@
 1. the directory holds one sdist and one wheel, of the version in ``trio_tls/_version.py``;
 2. both carry LICENSE-MIT and LICENSE-APACHE, byte for byte the repository's, and the
    metadata names them and the license expression; the wheel carries ``py.typed`` and
-   nothing but the ``trio_tls`` package;
+   nothing but the ``trio_tls`` package; the sdist carries the whole test suite;
 3. the wheel, installed (not editable) with its ``test`` extra into a fresh venv, runs
    ``python -m trio_tls demo`` and ``trio-tls --version``, and passes
    ``tests/test_as_installed.py`` copied alone into an empty directory, so nothing from
@@ -84,6 +84,11 @@ def check_sdist(sdist: Path, version: str) -> None:
             assert extracted is not None
             same = extracted.read() == (ROOT / license_name).read_bytes()
             check(same, f"{sdist.name}: {member} differs from the repository's")
+        # Setuptools picks up tests/test*.py by itself; without the helpers and the
+        # conftest they import, a packager could not run them.
+        suite = {f"{top}/{path.relative_to(ROOT)}" for path in (ROOT / "tests").rglob("*.py")}
+        missing = sorted(suite - names)
+        check(not missing, f"{sdist.name}: the test suite lacks {missing}")
         pkg_info = archive.extractfile(f"{top}/PKG-INFO")
         check(pkg_info is not None, f"{sdist.name}: no PKG-INFO")
         assert pkg_info is not None
