@@ -38,7 +38,7 @@ lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# One run of the suite per supported CPython (test-all includes this venv's version).
+# test-all runs the suite once per supported CPython: `test` would run one of them twice.
 ci: test-all lint dist-check
 
 bench: $(VENV)/.stamp-bench
@@ -70,8 +70,10 @@ test-all:
 # --- releases ------------------------------------------------------------------------
 # sdist and wheel in dist/, both checked by twine. dist-check then installs the wheel
 # (not editable) into a fresh venv and runs the demo and the plugin's fixtures from it.
-$(VENV)/.stamp-dist: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[release]'
+# The tools are not an extra, which every user would see in the package's metadata.
+# twine 6.1 is the first to read metadata 2.4 (License-Expression, License-File).
+$(VENV)/.stamp-dist: | $(PY)
+	$(PY) -m pip install -q 'build>=1.2' 'twine>=6.1'
 	touch $@
 
 dist: $(VENV)/.stamp-dist
