@@ -6,6 +6,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
 .PHONY: demo test lint verifytypes docs ci bench bench-quick bench-ab soak clean interop interop-notes
+.PHONY: test-all dist dist-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -55,7 +56,8 @@ verifytypes: $(TYPES)/.stamp
 	cd $(TYPES) && PATH="$(CURDIR)/$(TYPES)/bin:$$PATH" \
 		bin/python $(CURDIR)/.ci/verifytypes.py bin/pyright trio_tls
 
-ci: test lint
+# test-all runs the suite once per supported CPython: `test` would run one of them twice.
+ci: test-all lint dist-check
 
 # HTML reference in build/docs (open build/docs/index.html), from notes/ (notes/conf.py).
 # Warnings are errors and nitpicky is on; nothing is fetched (no intersphinx). The docs
@@ -107,5 +109,31 @@ interop: $(VENV)/.stamp-dev
 interop-notes: $(VENV)/.stamp-dev
 	$(PY) -m tests.interop.render build/interop.json notes/interop.md
 
+# --- every supported CPython ---------------------------------------------------------
+# The whole suite on each version the classifiers name, each in its own .venv-3.X, via
+# `make test`; versions this machine lacks are named as skipped. Others: make test-all
+# TEST_PYTHONS="3.12 3.14".
+TEST_PYTHONS ?=
+test-all:
+	.ci/test-all $(TEST_PYTHONS)
+
+# --- releases ------------------------------------------------------------------------
+# sdist and wheel in dist/, both checked by twine. dist-check then installs the wheel
+# (not editable) into a fresh venv and runs the demo and the plugin's fixtures from it.
+# The tools are not an extra, which every user would see in the package's metadata.
+# twine 6.1 is the first to read metadata 2.4 (License-Expression, License-File).
+$(VENV)/.stamp-dist: | $(PY)
+	$(PY) -m pip install -q 'build>=1.2' 'twine>=6.1'
+	touch $@
+
+dist: $(VENV)/.stamp-dist
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
+
+dist-check: dist
+	$(PY) tests/dist_check.py dist
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info
+	rm -rf .venv-3.* dist

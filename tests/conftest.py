@@ -14,6 +14,7 @@ import pytest
 import trio_tls
 
 from .helpers.fds import open_fds
+from .helpers.processes import child_processes, kill
 
 
 @pytest.fixture
@@ -72,3 +73,18 @@ def _interop_requested(config: pytest.Config) -> bool:
     here = config.invocation_params.dir
     named = ((here / arg.split("::")[0]).resolve() for arg in config.args)
     return any(path.is_relative_to(INTEROP_DIR) for path in named)
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """No test leaves a child process behind: a tool, the CLI or an inner pytest session
+    still running (or never reaped) after the test and all its fixtures have ended.
+
+    Autouse fixtures are set up first and torn down last, so the test's own clean-up
+    has run by the time this checks.
+    """
+    before = child_processes()
+    yield
+    left = child_processes() - before
+    kill(left)
+    assert not left, f"the test left child processes behind: {sorted(left)}"
