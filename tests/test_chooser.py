@@ -27,9 +27,12 @@ from trio_tls import (
     ContextChooser,
     SSLListener,
     SSLStream,
+    TLSStatistics,
     open_ssl_over_tcp_listeners,
     serve_ssl_over_tcp,
 )
+from trio_tls._hello import DEFAULT_MAX_HELLO_BYTES
+from trio_tls._wire import RECEIVE_CHUNK
 from trio_tls.testing import TLSTestCA, TLSVersionName, pin_version
 
 from .helpers.streams import port_of
@@ -416,8 +419,17 @@ async def raw_server_error(
     chooser: ContextChooser, send: Callable[[trio.SocketStream], Awaitable[None]], deadline: float
 ) -> BaseException:
     """What a server stream's handshake raises when a raw client runs ``send``."""
+    error, _ = await raw_server_failure(chooser, send, deadline)
+    return error
+
+
+async def raw_server_failure(
+    chooser: ContextChooser, send: Callable[[trio.SocketStream], Awaitable[None]], deadline: float
+) -> tuple[BaseException, TLSStatistics]:
+    """:func:`raw_server_error`, and the server stream's statistics as it failed."""
     listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
     error: list[BaseException] = []
+    statistics: list[TLSStatistics] = []
 
     async def server() -> None:
         stream = SSLStream(
@@ -427,6 +439,7 @@ async def raw_server_error(
             with pytest.raises(trio.BrokenResourceError) as caught:
                 await stream.do_handshake()
             error.append(caught.value)
+            statistics.append(stream.statistics())
 
     async def client() -> None:
         async with await trio.open_tcp_stream("127.0.0.1", listener.socket.getsockname()[1]) as tcp:
@@ -438,7 +451,7 @@ async def raw_server_error(
         async with listener, trio.open_nursery() as nursery:
             nursery.start_soon(server)
             nursery.start_soon(client)
-    return error[0]
+    return error[0], statistics[0]
 
 
 async def never_called(hello: ClientHello) -> ssl.SSLContext:
@@ -465,9 +478,11 @@ async def test_an_endless_hello_is_refused_with_bounded_memory(tls_ca: TLSTestCA
         for _ in range(64):
             await tcp.send_all(b"\x16\x03\x01" + (2**14).to_bytes(2, "big") + bytes(2**14))
 
-    error = await raw_server_error(never_called, endless, 10)
+    error, statistics = await raw_server_failure(never_called, endless, 10)
     assert isinstance(error.__cause__, ClientHelloError)
     assert error.__cause__.reason == "too_large"
+    # The bound is on what was read, not only on what was parsed: one receive past it.
+    assert statistics.wire_bytes_received <= DEFAULT_MAX_HELLO_BYTES + RECEIVE_CHUNK
 
 
 async def test_a_truncated_hello_is_refused(tls_ca: TLSTestCA) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -20,8 +21,10 @@ import pytest
 import trio
 
 import trio_tls._wire
-from trio_tls import SSLStream, serve_ssl_over_tcp
+from trio_tls import ClientHello, SSLStream, serve_ssl_over_tcp
 from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName
+
+from .helpers.hellos import client_hello
 
 pytestmark = pytest.mark.usefixtures("no_fd_leak")
 
@@ -44,6 +47,8 @@ class PeerReport:
     send_error: OSError | None = None
     alert: ssl.SSLError | None = None
     read_error: OSError | None = None
+    #: The raw bytes the peer read after it stopped sending, for peers without TLS.
+    answer: bytes = b""
 
 
 def _handshake(
@@ -271,3 +276,176 @@ async def test_one_lingering_connection_does_not_delay_others(
         assert bad.send_error is None, "still lingering: the bad client can still send"
         servers.cancel_scope.cancel()
     assert bad.send_error is not None
+
+
+def silent_client(
+    context: ssl.SSLContext, port: int, report: PeerReport, done: threading.Event
+) -> None:
+    """Sends a corrupt record, then neither sends, reads nor closes until ``done``
+    (bounded by PEER_TIMEOUT): the lingering close waits for an EOF that never comes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=PEER_TIMEOUT) as sock:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = context.wrap_bio(incoming, outgoing, server_hostname=SERVER_NAME)
+        _handshake(obj, incoming, outgoing, sock)
+        obj.write(b"x")
+        record = bytearray(outgoing.read())
+        record[-1] ^= 1
+        sock.sendall(record)
+        done.wait(PEER_TIMEOUT)
+
+
+def flooding_client(context: ssl.SSLContext, port: int, report: PeerReport) -> None:
+    """Sends a corrupt record, then zeros as fast as it can until the server hangs
+    up (bounded by PEER_TIMEOUT and by 256 MiB): a peer that never stops sending."""
+    with socket.create_connection(("127.0.0.1", port), timeout=PEER_TIMEOUT) as sock:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = context.wrap_bio(incoming, outgoing, server_hostname=SERVER_NAME)
+        _handshake(obj, incoming, outgoing, sock)
+        obj.write(b"x")
+        record = bytearray(outgoing.read())
+        record[-1] ^= 1
+        sock.sendall(record)
+        give_up = time.monotonic() + PEER_TIMEOUT
+        try:
+            for _ in range(256 * 1024 * 1024 // len(RECORD)):
+                if time.monotonic() > give_up:
+                    return
+                sock.sendall(RECORD)
+        except OSError as exc:
+            report.send_error = exc
+
+
+async def broken_by_a_bad_record(
+    tls_ca: TLSTestCA, listener: trio.SocketListener, close_timeout: float | None = None
+) -> SSLStream[trio.SocketStream]:
+    """The server stream of the peer connecting to ``listener``, broken by the peer's
+    corrupt record (so aclose() lingers)."""
+    stream = SSLStream(
+        await listener.accept(),
+        tls_ca.server_context(version="1.3"),
+        server_side=True,
+        close_timeout=close_timeout,
+    )
+    with pytest.raises(trio.BrokenResourceError, match="bad record mac"):
+        await stream.receive_some()
+    return stream
+
+
+@pytest.mark.parametrize("peer", ["silent", "trickling"])
+async def test_close_timeout_bounds_the_lingering_close(
+    tls_ca: TLSTestCA, autojump_clock: trio.testing.MockClock, peer: str
+) -> None:
+    """close_timeout bounds the whole aclose(), the lingering close included: a peer
+    that holds the connection open, or keeps sending, gets 0.2 s, not LINGER_TIMEOUT.
+    (Virtual time: no trio deadlines around the peers, which bound themselves.)"""
+    assert trio_tls._wire.LINGER_TIMEOUT > 0.2
+    done = threading.Event()
+    client_ctx = tls_ca.client_context(version="1.3")
+    if peer == "silent":
+        run = partial(silent_client, client_ctx, done=done)
+    else:
+        run = partial(trickling_client, client_ctx)
+    async with peer_in_thread(run) as (listener, report):
+        try:
+            stream = await broken_by_a_bad_record(tls_ca, listener, close_timeout=0.2)
+            started = trio.current_time()
+            await stream.aclose()
+            took = trio.current_time() - started
+        finally:
+            done.set()
+        assert stream.transport_stream.socket.fileno() == -1
+    assert took == pytest.approx(0.2, abs=0.01)
+    if peer == "trickling":
+        assert report.send_error is not None  # the trickle ended when we closed
+
+
+async def test_lingering_close_ends_after_linger_timeout(
+    tls_ca: TLSTestCA, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A peer that never stops sending (slowly, so the byte cap is far) is cut off
+    LINGER_TIMEOUT (virtual) seconds into the lingering close, and the socket is closed."""
+    client_ctx = tls_ca.client_context(version="1.3")
+    async with peer_in_thread(partial(trickling_client, client_ctx)) as (listener, report):
+        stream = await broken_by_a_bad_record(tls_ca, listener)
+        started = trio.current_time()
+        await stream.aclose()
+        took = trio.current_time() - started
+        assert stream.transport_stream.socket.fileno() == -1
+    assert took == pytest.approx(trio_tls._wire.LINGER_TIMEOUT, abs=0.01)
+    assert report.send_error is not None
+
+
+async def test_lingering_close_ends_after_linger_max_bytes(
+    tls_ca: TLSTestCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer flooding us is cut off once LINGER_MAX_BYTES were read (one receive may
+    overshoot by less than a chunk), not at LINGER_TIMEOUT; statistics() counts what
+    the lingering close read."""
+    cap = 64 * 1024
+    monkeypatch.setattr(trio_tls._wire, "LINGER_MAX_BYTES", cap)
+    monkeypatch.setattr(trio_tls._wire, "LINGER_TIMEOUT", 3600.0)  # only the cap ends it
+    client_ctx = tls_ca.client_context(version="1.3")
+    async with peer_in_thread(partial(flooding_client, client_ctx)) as (listener, report):
+        with trio.fail_after(PEER_TIMEOUT):
+            stream = await broken_by_a_bad_record(tls_ca, listener)
+            before = stream.statistics().wire_bytes_received
+            await stream.aclose()
+        lingered = stream.statistics().wire_bytes_received - before
+        assert stream.transport_stream.socket.fileno() == -1
+    assert cap <= lingered < cap + trio_tls._wire.RECEIVE_CHUNK
+    assert report.send_error is not None  # the flood ended when we closed
+
+
+def junk_after_hello_client(hello: bytes, port: int, report: PeerReport) -> None:
+    """Sends a real ClientHello and then UPLOAD bytes of junk without reading (a
+    client that pipelines), then reads the server's raw answer to the end."""
+    with socket.create_connection(("127.0.0.1", port), timeout=PEER_TIMEOUT) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)
+        sock.sendall(hello)
+        try:
+            for _ in range(UPLOAD // len(RECORD)):
+                sock.sendall(RECORD)
+        except OSError as exc:
+            report.send_error = exc
+        answer = bytearray()
+        for _ in range(1000):
+            try:
+                data = sock.recv(65536)
+            except OSError as exc:
+                report.read_error = exc
+                break
+            if not data:
+                break
+            answer += data
+        report.answer = bytes(answer)
+
+
+async def test_chooser_refusal_reaches_a_client_still_sending(tls_ca: TLSTestCA) -> None:
+    """A chooser that knows no context for the name refuses with unrecognized_name;
+    that alert goes out the lingering way, so a client still sending reads it."""
+    served: list[str] = []
+
+    async def handler(stream: SSLStream[trio.SocketStream]) -> None:
+        served.append("handler")  # never: the handshake fails
+
+    async def chooser(hello: ClientHello) -> ssl.SSLContext:
+        raise LookupError(hello.server_name)
+
+    hello = client_hello(tls_ca.client_context(), "unknown.example")
+    async with trio.open_nursery() as servers:
+        listeners = await servers.start(
+            partial(serve_ssl_over_tcp, handler, 0, chooser, host="127.0.0.1")
+        )
+        listener = listeners[0].transport_listener
+        listener.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUFFER)
+        port = listener.socket.getsockname()[1]
+        report = PeerReport()
+        with trio.fail_after(PEER_TIMEOUT):
+            await trio.to_thread.run_sync(junk_after_hello_client, hello, port, report)
+        servers.cancel_scope.cancel()
+    assert served == []
+    assert report.send_error is None, f"the upload failed: {report.send_error!r}"
+    assert report.read_error is None, f"reading the answer failed: {report.read_error!r}"
+    # One alert record: fatal (2), unrecognized_name (112).
+    assert report.answer[:1] == b"\x15"
+    assert report.answer[3:] == b"\x00\x02\x02\x70"

@@ -17,6 +17,7 @@ import pytest
 import trio
 import trio.testing
 
+import trio_tls._driver
 from trio_tls import NoSessionTicketError, SSLStream, serve_ssl_over_tcp
 from trio_tls.testing import (
     SERVER_NAME,
@@ -81,6 +82,32 @@ async def test_server_that_never_writes_still_delivers_tickets(tls_ca: TLSTestCA
         with trio.fail_after(5):
             session = await client.resumable_session()
     assert session.has_ticket
+
+
+async def test_close_timeout_bounds_delivering_held_tickets(
+    tls_ca: TLSTestCA, autojump_clock: trio.testing.MockClock
+) -> None:
+    """An https_compatible server over a transport without a buffer, to a client that
+    never reads again: delivering the held tickets as it closes waits only for what
+    is left of close_timeout, not ALERT_FLUSH_TIMEOUT (virtual time)."""
+    client_raw, server_raw = trio.testing.lockstep_stream_pair()
+    client = SSLStream(
+        client_raw, tls_ca.client_context(version="1.3"), server_hostname=SERVER_NAME
+    )
+    server = SSLStream(
+        server_raw,
+        tls_ca.server_context(version="1.3"),
+        server_side=True,
+        https_compatible=True,
+        close_timeout=0.2,
+    )
+    await handshake_pair(client, server)
+    started = trio.current_time()
+    await server.aclose()
+    took = trio.current_time() - started
+    assert took == pytest.approx(0.2, abs=0.01)
+    assert took < trio_tls._driver.ALERT_FLUSH_TIMEOUT
+    await client.aclose()
 
 
 async def test_no_ticket_before_close_is_a_clear_error(tls_ca: TLSTestCA) -> None:

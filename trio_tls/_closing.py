@@ -41,29 +41,32 @@ class Closing(Driver):
         handshake if it has not run). It does not wait for the peer's reply unless
         ``close_timeout`` is set, and then all of it, sending included, takes at most
         that long. After a failure that sent the peer a fatal alert, a socket is
-        closed the lingering way (shut down, then read for up to ``LINGER_TIMEOUT``),
-        so that a peer still sending reads the alert instead of a reset. Whatever
-        happens, cancellation and failures included, the transport is closed when
-        this returns or raises.
+        closed the lingering way (shut down, then read for up to ``LINGER_TIMEOUT``, or
+        what is left of ``close_timeout`` if that is less), so that a peer still
+        sending reads the alert instead of a reset. Whatever happens, cancellation
+        and failures included, the transport is closed when this returns or raises.
         """
+        # The user's bound is for the whole close, whichever way it goes: every wait
+        # below (handshake, close_notify, the reply, held tickets, the lingering
+        # close) ends at this deadline at the latest.
+        timeout = self._close_timeout
+        deadline = math.inf if timeout is None else trio.current_time() + timeout
         state = self._sm.state
         if state is State.CLOSED:
             await trio.lowlevel.checkpoint()
             return
         if state is State.BROKEN or self._engine.ragged_eof_ok:
-            await self._close_without_goodbye()
+            await self._close_without_goodbye(deadline)
             return
         try:
             # Cancelled already (trio.aclose_forcefully, or the caller's deadline has
             # passed): no goodbye. close_notify would tell the peer that all data
             # came, which a caller aborting mid-protocol cannot know.
             await trio.lowlevel.checkpoint_if_cancelled()
-            if self._close_timeout is None:
+            if timeout is None:
                 await self._say_goodbye(CLOSE_NOTIFY_SEND_TIMEOUT)
             else:
-                # The user's bound is for the whole close: handshake, close_notify
-                # and the wait for the reply share it.
-                with trio.move_on_after(self._close_timeout):
+                with trio.move_on_at(deadline):
                     if await self._say_goodbye(math.inf):
                         await self._await_peer_close_notify()
         except BaseException:
@@ -79,7 +82,7 @@ class Closing(Driver):
         self._sm.move(State.CLOSED)
         self._wire.discard_unread()
 
-    async def _close_without_goodbye(self) -> None:
+    async def _close_without_goodbye(self, deadline: float) -> None:
         # https_compatible: no close_notify. Session tickets still held back (a TLS
         # 1.3 server that never wrote) are delivered first, bounded, so that the
         # client can resume; trio drops them, and its clients never can.
@@ -87,12 +90,14 @@ class Closing(Driver):
             tickets = self._engine.take_delayed()
             if tickets and self._sm.state is not State.BROKEN:
                 with (
-                    trio.move_on_after(ALERT_FLUSH_TIMEOUT),
+                    trio.move_on_at(min(trio.current_time() + ALERT_FLUSH_TIMEOUT, deadline)),
                     contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
                 ):
                     await self._send_wire(tickets)
             if self._linger_on_close:
-                await self._wire.linger()
+                # What the linger read and dropped came from the transport all the
+                # same: statistics() counts it.
+                self._counters.wire_bytes_received += await self._wire.linger(deadline)
         finally:
             self._close_transport_now()
             await self.transport_stream.aclose()

@@ -179,9 +179,14 @@ class Driver:
         return yielded
 
     async def _flush_alert(self, data: bytes) -> None:
-        """Best effort: deliver the alert for a failure the peer caused or must hear of."""
+        """Best effort: deliver the alert for a failure the peer caused or must hear of.
+
+        Every fatal alert goes out here, so this is where aclose() learns to close the
+        lingering way: a peer still sending must read the alert, not a reset.
+        """
         if not data:
             return
+        self._linger_on_close = True
         with trio.move_on_after(ALERT_FLUSH_TIMEOUT):
             with contextlib.suppress(
                 trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError
@@ -229,8 +234,6 @@ class Driver:
         """
         while True:
             if step.error is not None:
-                if step.to_send:  # an alert: aclose() lingers so that the peer reads it
-                    self._linger_on_close = True
                 await self._flush_alert(step.to_send)
                 self._sm.fail()
                 raise trio.BrokenResourceError(f"TLS {what} failed: {step.error}") from step.error

@@ -55,7 +55,8 @@ class TLSStatistics:
     #: Plaintext bytes accepted by send_all / returned by receive_some.
     bytes_sent: int
     bytes_received: int
-    #: Ciphertext bytes written to / read from the transport (handshake included).
+    #: Ciphertext bytes written to / read from the transport (handshake included;
+    #: received also counts what a lingering close read and dropped).
     wire_bytes_sent: int
     wire_bytes_received: int
     #: Calls made to the transport's send_all / receive_some.

@@ -84,8 +84,9 @@ class StreamWire:
     def discard_unread(self) -> None:
         """A generic stream has no kernel buffer to empty before it closes."""
 
-    async def linger(self) -> None:
+    async def linger(self, deadline: float) -> int:
         """A generic stream has no reset to avoid: closing it is enough."""
+        return 0
 
     async def receive(self, engine: TLSEngine) -> tuple[int, bool]:
         data = await self._stream.receive_some()
@@ -167,32 +168,35 @@ class SocketWire:
             except (OSError, trio.ClosedResourceError):
                 return  # nothing waiting (BlockingIOError), or nothing to drain
 
-    async def linger(self) -> None:
+    async def linger(self, deadline: float) -> int:
         """Lingering close: stop sending, then read and drop the peer's data for a while.
 
         For after a fatal alert, so that a peer still sending reads the alert instead
         of a reset (see :data:`LINGER_TIMEOUT`). Shutting down our sending side first
         sends a FIN behind the alert: the peer learns we are done as soon as it reads.
         Ends at the peer's EOF, after :data:`LINGER_MAX_BYTES`, after
-        :data:`LINGER_TIMEOUT` seconds or on any error; every receive is a checkpoint,
-        so it yields between reads and a cancellation ends it at once.
+        :data:`LINGER_TIMEOUT` seconds or at ``deadline`` (what is left of the
+        caller's close_timeout), whichever comes first, or on any error. Every
+        receive is a checkpoint, so it yields between reads and a cancellation ends
+        it at once. Returns the number of bytes read and dropped.
         """
         sock = self._socket
         try:
             sock.shutdown(socket.SHUT_WR)
         except OSError:
-            return  # not connected any more: nothing to linger for
+            return 0  # not connected any more: nothing to linger for
         buffer = memoryview(_receive_iov()[0])
         discarded = 0
-        with trio.move_on_after(LINGER_TIMEOUT):
+        with trio.move_on_at(min(trio.current_time() + LINGER_TIMEOUT, deadline)):
             while discarded < LINGER_MAX_BYTES:
                 try:
                     count = await sock.recv_into(buffer)
                 except (OSError, trio.ClosedResourceError):
-                    return
+                    break
                 if not count:
-                    return
+                    break
                 discarded += count
+        return discarded
 
 
 def wire_for(stream: Stream) -> StreamWire | SocketWire:
