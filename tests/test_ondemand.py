@@ -130,6 +130,54 @@ async def test_least_recently_used_is_evicted(tls_ca: TLSTestCA) -> None:
     assert loader.calls["a.example"] == 2
 
 
+async def test_forget_during_a_load_keeps_the_next_hello_from_its_result(
+    tls_ca: TLSTestCA,
+) -> None:
+    loader = Loader(tls_ca)
+    loader.release = trio.Event()
+    cache = ContextCache(loader)
+    results: list[ssl.SSLContext] = []
+
+    async def hello() -> None:
+        results.append(await cache(hello_for("a.example")))
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hello)  # loads: reading the old certificate, say
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(hello)  # waits for that load
+            await trio.testing.wait_all_tasks_blocked()
+            cache.forget("a.example")  # the certificate was renewed meanwhile
+            loader.release.set()
+    # The first hello got what its load read; the waiter loaded again, and only
+    # that newer context is kept.
+    assert loader.calls["a.example"] == 2
+    assert results[0] is not results[1]
+    assert await cache(hello_for("a.example")) is results[1]
+    assert loader.calls["a.example"] == 2
+
+
+async def test_forget_during_a_failing_load_remembers_no_failure(tls_ca: TLSTestCA) -> None:
+    loader = Loader(tls_ca)
+    loader.release = trio.Event()
+    cache = ContextCache(loader, retry_after=60)
+
+    async def hello() -> None:
+        with pytest.raises(LookupError):
+            await cache(hello_for("unknown.example"))
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hello)
+            await trio.testing.wait_all_tasks_blocked()
+            cache.forget("unknown.example")
+            loader.release.set()
+    loader.release = None
+    with pytest.raises(LookupError, match="no certificate"):
+        await cache(hello_for("unknown.example"))  # loaded again, not the remembered failure
+    assert loader.calls["unknown.example"] == 2
+
+
 async def test_failures_are_remembered_for_retry_after(
     tls_ca: TLSTestCA, autojump_clock: trio.testing.MockClock
 ) -> None:
