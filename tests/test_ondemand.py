@@ -13,10 +13,10 @@ import pytest
 import trio
 import trio.testing
 
-from trio_tls import ClientHello, ContextCache, SSLStream, serve_ssl_over_tcp
+from trio_tls import ClientHello, ContextCache, SSLStream
 from trio_tls.testing import TLSTestCA
 
-from .helpers.streams import port_of
+from .helpers.streams import serving
 
 pytestmark = pytest.mark.usefixtures("no_fd_leak")
 
@@ -64,17 +64,9 @@ async def test_one_load_for_100_concurrent_handshakes(tls_ca: TLSTestCA) -> None
             done.append(stream.version() or "")
 
     with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            listeners = await nursery.start(
-                lambda task_status: serve_ssl_over_tcp(
-                    echo, 0, cache, host="127.0.0.1", backlog=200, task_status=task_status
-                )
-            )
-            port = port_of(listeners[0])
-            async with trio.open_nursery() as clients:
-                for index in range(100):
-                    clients.start_soon(client, port, index)
-            nursery.cancel_scope.cancel()
+        async with serving(echo, cache, backlog=200) as port, trio.open_nursery() as clients:
+            for index in range(100):
+                clients.start_soon(client, port, index)
     assert len(done) == 100
     assert loader.calls == Counter({"new.example": 1})
     assert len(cache) == 1
@@ -128,6 +120,54 @@ async def test_least_recently_used_is_evicted(tls_ca: TLSTestCA) -> None:
     cache.forget("A.example.")
     await cache(hello_for("a.example"))
     assert loader.calls["a.example"] == 2
+
+
+async def test_forget_during_a_load_keeps_the_next_hello_from_its_result(
+    tls_ca: TLSTestCA,
+) -> None:
+    loader = Loader(tls_ca)
+    loader.release = trio.Event()
+    cache = ContextCache(loader)
+    results: list[ssl.SSLContext] = []
+
+    async def hello() -> None:
+        results.append(await cache(hello_for("a.example")))
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hello)  # loads: reading the old certificate, say
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(hello)  # waits for that load
+            await trio.testing.wait_all_tasks_blocked()
+            cache.forget("a.example")  # the certificate was renewed meanwhile
+            loader.release.set()
+    # The first hello got what its load read; the waiter loaded again, and only
+    # that newer context is kept.
+    assert loader.calls["a.example"] == 2
+    assert results[0] is not results[1]
+    assert await cache(hello_for("a.example")) is results[1]
+    assert loader.calls["a.example"] == 2
+
+
+async def test_forget_during_a_failing_load_remembers_no_failure(tls_ca: TLSTestCA) -> None:
+    loader = Loader(tls_ca)
+    loader.release = trio.Event()
+    cache = ContextCache(loader, retry_after=60)
+
+    async def hello() -> None:
+        with pytest.raises(LookupError):
+            await cache(hello_for("unknown.example"))
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hello)
+            await trio.testing.wait_all_tasks_blocked()
+            cache.forget("unknown.example")
+            loader.release.set()
+    loader.release = None
+    with pytest.raises(LookupError, match="no certificate"):
+        await cache(hello_for("unknown.example"))  # loaded again, not the remembered failure
+    assert loader.calls["unknown.example"] == 2
 
 
 async def test_failures_are_remembered_for_retry_after(
@@ -204,20 +244,13 @@ async def test_refused_names_get_unrecognized_name_over_the_wire(tls_ca: TLSTest
     loader = Loader(tls_ca)
     cache = ContextCache(loader, allow=lambda name: name.endswith(".example"))
     with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            listeners = await nursery.start(
-                lambda task_status: serve_ssl_over_tcp(
-                    echo, 0, cache, host="127.0.0.1", task_status=task_status
-                )
-            )
-            port = port_of(listeners[0])
+        async with serving(echo, cache) as port:
             for name in ("evil.test", "unknown.example"):
                 tcp = await trio.open_tcp_stream("127.0.0.1", port)
                 async with SSLStream(tcp, tls_ca.client_context(), server_hostname=name) as s:
                     with pytest.raises(trio.BrokenResourceError) as caught:
                         await s.do_handshake()
                     assert "unrecognized name" in str(caught.value.__cause__)
-            nursery.cancel_scope.cancel()
     assert loader.calls == Counter({"unknown.example": 1})
 
 

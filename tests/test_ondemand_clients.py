@@ -19,11 +19,11 @@ import httpx
 import pytest
 import trio
 
-from trio_tls import ContextCache, SSLStream, serve_ssl_over_tcp
+from trio_tls import ContextCache, SSLStream
 from trio_tls.testing import TLSTestCA, TLSVersionName, pin_version
 
 from .helpers.peers import curl_flags, openssl_flag, require_tool, run_tool
-from .helpers.streams import port_of
+from .helpers.streams import serving
 
 pytestmark = pytest.mark.usefixtures("no_fd_leak")
 
@@ -71,18 +71,8 @@ async def http_ok(stream: SSLStream[trio.SocketStream]) -> None:
 
 @asynccontextmanager
 async def on_demand_server(loader: MintOnFirstUse) -> AsyncIterator[int]:
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(
-            lambda task_status: serve_ssl_over_tcp(
-                http_ok,
-                0,
-                ContextCache(loader),
-                host="127.0.0.1",
-                task_status=task_status,
-            )
-        )
-        yield port_of(listeners[0])
-        nursery.cancel_scope.cancel()
+    async with serving(http_ok, ContextCache(loader)) as port:
+        yield port
 
 
 async def test_real_clients_get_a_certificate_minted_for_their_name(

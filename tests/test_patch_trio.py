@@ -17,7 +17,8 @@ import trio
 import trio.testing
 
 import trio_tls
-from trio_tls.testing import SERVER_NAME, TLSTestCA, handshake_pair
+from trio_tls.integrations.httpcore import TrioTLSNetworkStream
+from trio_tls.testing import SERVER_NAME, TLSTestCA, check_tls_stream, handshake_pair
 
 from .helpers.streams import port_of
 
@@ -162,6 +163,30 @@ def test_trio_streams_made_before_the_patch_pass_the_patched_check(tls_ca: TLSTe
     # And a cached "yes" must not outlive the patch.
     assert not isinstance(early, trio_tls.SSLStream)
     assert not issubclass(trio_class("SSLListener"), trio_tls.SSLListener)
+
+
+async def test_trio_tls_own_checks_refuse_trio_streams_while_patched(
+    tls_ca: TLSTestCA, patched_trio: None
+) -> None:
+    # The hook lets trio's streams through isinstance() against trio_tls's class; the
+    # places in trio_tls that go on to use trio_tls's extensions must not be fooled.
+    def pair() -> tuple[Any, Any]:
+        a, b = trio.testing.memory_stream_pair()
+        client = trio_class("SSLStream")(a, tls_ca.client_context(), server_hostname=SERVER_NAME)
+        server = trio_class("SSLStream")(b, tls_ca.server_context(), server_side=True)
+        return client, server
+
+    client, server = pair()
+    assert isinstance(client, patched("SSLStream"))
+    assert TrioTLSNetworkStream(client).get_extra_info("ssl_object") is None
+    await trio.aclose_forcefully(client)
+    await trio.aclose_forcefully(server)
+
+    async def trio_pair() -> Any:
+        return pair()
+
+    with pytest.raises(TypeError, match=r"must return trio_tls\.SSLStreams"):
+        await check_tls_stream(trio_pair)
 
 
 def test_streams_made_while_patched_pass_after_unpatch(tls_ca: TLSTestCA) -> None:

@@ -147,6 +147,8 @@ async def _refused(
     rest = b""
     while chunk := await server.receive_some():
         rest += chunk
+    # What was read is on the error, the rest still in the stream: nothing is lost.
+    assert caught.value.received + rest == data
     return caught.value, rest
 
 
@@ -155,6 +157,7 @@ async def test_plain_http_is_refused_at_its_first_byte() -> None:
     assert error.reason == "not_tls"
     assert "plain text" in str(error)
     assert rest == b"ET / HTTP/1.1\r\nHost: a.example\r\n\r\n"
+    assert error.received == b"G"  # so a plain-text fallback can still have it all
 
 
 async def test_a_hello_larger_than_max_bytes(client_context: ssl.SSLContext) -> None:

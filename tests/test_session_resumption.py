@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ import trio
 import trio.testing
 
 import trio_tls._driver
-from trio_tls import NoSessionTicketError, SSLStream, serve_ssl_over_tcp
+from trio_tls import NoSessionTicketError, SSLStream
 from trio_tls.testing import (
     SERVER_NAME,
     TLSTestCA,
@@ -28,7 +27,13 @@ from trio_tls.testing import (
     tls_memory_stream_pair,
 )
 
-from .helpers.streams import MEMORY_AND_TCP, Transports, handshaken_pair, loopback_tcp_pair
+from .helpers.streams import (
+    MEMORY_AND_TCP,
+    Transports,
+    handshaken_pair,
+    loopback_tcp_pair,
+    serving,
+)
 
 
 async def first_connection_session(
@@ -166,17 +171,7 @@ async def test_resumption_as_the_readme_shows_it(
         tcp = await trio.open_tcp_stream("127.0.0.1", port)
         return SSLStream(tcp, client_ctx, server_hostname=SERVER_NAME, **kwargs)
 
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(
-            partial(
-                serve_ssl_over_tcp,
-                handler,
-                0,
-                tls_ca.server_context(version="1.3"),
-                host="127.0.0.1",
-            )
-        )
-        port = listeners[0].transport_listener.socket.getsockname()[1]
+    async with serving(handler, tls_ca.server_context(version="1.3")) as port:
         first = await connect(port)
         await first.do_handshake()
         # Right after the handshake, whoever speaks first: over TCP the server's
@@ -193,7 +188,6 @@ async def test_resumption_as_the_readme_shows_it(
         await second.do_handshake()
         assert second.session_reused
         await second.aclose()
-        nursery.cancel_scope.cancel()
 
 
 async def test_tls13_tickets_arrive_right_after_the_handshake_over_tcp(

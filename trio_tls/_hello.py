@@ -75,6 +75,11 @@ class ClientHelloError(Exception):
         super().__init__(message)
         #: A short machine-readable name for what was wrong (see the class docstring).
         self.reason = reason
+        #: From :func:`~trio_tls.read_client_hello`: the bytes it had read off the
+        #: stream, which are no longer in it, so that a server can still hand them on
+        #: (to a plain-text fallback for ``"not_tls"``, say). ``b""`` from a parse of
+        #: bytes already in hand.
+        self.received: bytes = b""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -32,11 +32,14 @@ _HOST_NAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-
 class _Flight:
     """One load in progress, and its outcome for the connections waiting on it."""
 
-    __slots__ = ("done", "error")
+    __slots__ = ("done", "error", "forgotten")
 
     def __init__(self) -> None:
         self.done = trio.Event()
         self.error: Exception | None = None
+        #: forget() was called for the name while this load ran: what it loads may be
+        #: the certificate that was just replaced, so it is not kept.
+        self.forgotten = False
 
 
 @final
@@ -71,13 +74,15 @@ class ContextCache:
 
     At most ``max_contexts`` contexts are kept (default 1000); the least recently
     used is dropped first, and loaded again when asked for. :meth:`forget` drops one
-    now (after renewing its certificate, say).
+    now (after renewing its certificate, say); a load of that name already running
+    then serves only the hello that started it, and is not kept.
 
     Args:
       load: ``async (name) -> ssl.SSLContext``; runs in the task of the connection
           that needed it, within its handshake deadline, and is cancelled with it.
       max_contexts: how many contexts to keep (at least 1).
-      allow: ``(name) -> bool``, called before anything else; False refuses.
+      allow: ``(name) -> bool``, called once the name has passed the host-name check,
+          before the cache and ``load``; False refuses.
       default_name: the name to load for hellos that carry none (clients connecting
           to an IP address); None refuses them.
       retry_after: seconds a failed load is remembered.
@@ -113,10 +118,18 @@ class ContextCache:
         return len(self._contexts)
 
     def forget(self, name: str) -> None:
-        """Drop ``name``'s context and any remembered failure; the next hello loads it."""
+        """Drop ``name``'s context and any remembered failure; the next hello loads it.
+
+        A load of ``name`` in progress may be reading what was just replaced: its
+        result goes to the hello that started it and is neither cached nor
+        remembered if it fails; the hellos waiting for it load again.
+        """
         key = name.lower().rstrip(".")
         self._contexts.pop(key, None)
         self._failures.pop(key, None)
+        flight = self._flights.get(key)
+        if flight is not None:
+            flight.forgotten = True
 
     async def __call__(self, hello: ClientHello) -> ssl.SSLContext:
         """The context for ``hello``'s server name, loading it if it is not cached."""
@@ -133,9 +146,10 @@ class ContextCache:
             if flight is None:
                 return await self._load_once(name)
             await flight.done.wait()
-            if flight.error is not None:
+            if flight.error is not None and not flight.forgotten:
                 raise _again(name, flight.error)
-            # Loaded (and cached), or its connection was cancelled: look again.
+            # Loaded (and cached), forgotten meanwhile, or its connection was
+            # cancelled: look again.
 
     def _name(self, hello: ClientHello) -> str:
         name = hello.server_name
@@ -169,13 +183,16 @@ class ContextCache:
                 raise TypeError(f"load({name!r}) returned {context!r}, not an ssl.SSLContext")
         except Exception as exc:
             flight.error = exc
-            self._remember_failure(name, exc)
+            if not flight.forgotten:
+                self._remember_failure(name, exc)
             raise
         finally:
             # Also on cancellation (error stays None): the waiters wake up and one
             # of them loads in its own task.
             del self._flights[name]
             flight.done.set()
+        if flight.forgotten:
+            return context
         self._contexts[name] = context
         if len(self._contexts) > self._max:
             self._contexts.popitem(last=False)

@@ -96,6 +96,13 @@ def patch_trio() -> None:
 
     Calling it again does nothing. :func:`unpatch_trio` undoes it.
 
+    While it is on, ``isinstance(s, trio_tls.SSLStream)`` is True for streams trio's
+    own class built too (so that a pool holding them keeps working), though they lack
+    trio_tls's extensions. trio_tls's own checks (``check_tls_stream``, the httpcore
+    transport's ``ssl_object``) test for trio_tls's class itself and are not fooled;
+    code of yours that needs the extensions should test ``type(s) is
+    trio_tls.SSLStream``.
+
     Warns:
       RuntimeWarning: some already-imported modules hold trio's originals as globals
           (``from trio import SSLStream``, under any name); the warning names them.

@@ -48,12 +48,18 @@ async def read_client_hello(
     scope around the call because a preread faces unauthenticated clients and must
     be bounded even when the caller forgets; pass ``math.inf`` to rely on your own.
 
+    On failure, the bytes read so far are gone from the stream, which is left in the
+    middle of whatever the client sent: it can only be closed, or handed on together
+    with those bytes. A :exc:`ClientHelloError` carries them as ``received``; after a
+    timeout or a cancellation they are lost, so close the stream.
+
     Raises:
       ClientHelloError: the bytes are not a ClientHello, with ``reason``
         ``"not_tls"`` (plain HTTP to the port, say; raised at the first byte),
         ``"malformed"``, ``"too_large"`` (no end within ``max_bytes``),
         ``"truncated"`` (the client closed before its hello ended, or sent nothing)
-        or ``"non_ascii_server_name"``. The message names what was wrong.
+        or ``"non_ascii_server_name"``. The message names what was wrong, and
+        ``received`` holds the bytes read.
       trio.TooSlowError: the hello did not arrive within ``timeout``; the message
         says how many bytes had come.
       trio.BrokenResourceError: from ``stream`` (a reset), unchanged.
@@ -66,13 +72,17 @@ async def read_client_hello(
         raise ValueError(f"timeout must be 0 seconds or more, not {timeout!r}")
     reader, received = HelloReader(max_bytes), bytearray()
     with trio.move_on_after(timeout) as scope:
-        while reader.hello is None:
-            # Never more than the reader wants: what follows the hello stays unread.
-            chunk = await stream.receive_some(reader.wanted)
-            if not chunk:
-                raise _truncated(len(received))
-            received += chunk
-            reader.feed(chunk)
+        try:
+            while reader.hello is None:
+                # Never more than the reader wants: what follows the hello stays unread.
+                chunk = await stream.receive_some(reader.wanted)
+                if not chunk:
+                    raise _truncated(len(received))
+                received += chunk
+                reader.feed(chunk)
+        except ClientHelloError as exc:
+            exc.received = bytes(received)
+            raise
         return reader.hello, bytes(received)
     assert scope.cancelled_caught
     raise trio.TooSlowError(

@@ -16,7 +16,7 @@ import operator
 import ssl
 import time
 from collections.abc import Callable
-from typing import Generic, TypeVar, cast, final
+from typing import Any, Generic, TypeGuard, TypeVar, cast, final
 
 import trio
 from trio.abc import HalfCloseableStream, Stream
@@ -443,3 +443,14 @@ class SSLStream(
             return (transport, self._engine.take_trailing())
         finally:
             self._sending = self._receiving = False
+
+
+def is_trio_tls_stream(stream: object) -> TypeGuard[SSLStream[Any]]:
+    """True for trio_tls's own :class:`SSLStream` only, never for trio's.
+
+    While :func:`trio_tls.patch_trio` is on, ``isinstance(s, SSLStream)`` is also True
+    for streams trio's class built (so that pools holding them keep working), and those
+    have none of trio_tls's extensions. trio_tls's own code asks this instead whenever
+    it is about to use one. The class is final, so identity is the whole test.
+    """
+    return type(stream) is SSLStream

@@ -525,3 +525,27 @@ def test_an_idle_connection_is_dropped(routed: Routed, tls_ca: TLSTestCA) -> Non
             line = read_until(router, rb"\d\d:\d\d:\d\d  .* a\.example .*\n")[0].decode()
             assert tls.recv(1) == b""
     assert line.endswith("failed: nothing moved either way for 1 s\n"), line
+
+
+def test_connections_cut_by_ctrl_c_are_logged_and_counted(
+    routed: Routed, tls_ca: TLSTestCA
+) -> None:
+    backend = routed.backends["a.example"]
+    with route("--to", f"a.example=127.0.0.1:{backend}") as router:
+        port = port_of(router)
+        # One connection spliced to its backend, one still inside its ClientHello:
+        # the two places where a stopping router cuts a connection.
+        slow = socket.create_connection(("127.0.0.1", port), timeout=RUN_TIMEOUT)
+        sock = socket.create_connection(("127.0.0.1", port), timeout=RUN_TIMEOUT)
+        with slow, tls_ca.client_context().wrap_socket(sock, server_hostname="a.example") as tls:
+            slow.sendall(b"\x16\x03")
+            # The handshake with the backend went through the router: spliced, and idle.
+            ports = slow.getsockname()[1], tls.getsockname()[1]
+            router.proc.send_signal(signal.SIGINT)
+            log = router.finish()
+    assert router.proc.returncode == 130
+    for peer_port, name in zip(ports, ["-", "a.example"], strict=True):
+        line = re.search(rf"127\.0\.0\.1:{peer_port} +{re.escape(name)} .*", log)
+        assert line, log
+        assert line[0].endswith("failed: cut short: the router is stopping"), log
+    assert "routed 2 connections (2 failed)" in log

@@ -16,6 +16,7 @@ import pytest
 import trustme
 
 from trio_tls._cli.certs import parse_der
+from trio_tls._cli.serve import head_ends
 
 # Much of test_connect.py's list: both run the CLI through the same helpers.
 from ..helpers.cli import (
@@ -177,7 +178,10 @@ def test_serve_http_sends_close_notify(tmp_path: Path) -> None:
         pytest.param(b"GET /mixed HTTP/1.1\r\nHost: localhost\n\r\n", id="mixed"),
     ],
 )
-def test_serve_http_answers_a_head_ending_in_bare_lf(tmp_path: Path, request_head: bytes) -> None:
+@pytest.mark.parametrize("one_byte_records", [False, True], ids=["whole", "one_byte_records"])
+def test_serve_http_answers_a_head_ending_in_bare_lf(
+    tmp_path: Path, request_head: bytes, one_byte_records: bool
+) -> None:
     """What hand-typed requests and many test clients send: answered at once, not
     dropped after --timeout (which is long here, so waiting for it fails the test)."""
     ca = tmp_path / "ca.pem"
@@ -187,7 +191,13 @@ def test_serve_http_answers_a_head_ending_in_bare_lf(tmp_path: Path, request_hea
             socket.create_connection(address, timeout=RUN_TIMEOUT) as raw,
             _strict_client(ca).wrap_socket(raw, server_hostname="localhost") as tls,
         ):
-            tls.sendall(request_head)
+            # One byte per TLS record: the end of the head arrives split every way.
+            for piece in (
+                [request_head[i : i + 1] for i in range(len(request_head))]
+                if one_byte_records
+                else [request_head]
+            ):
+                tls.sendall(piece)
             reply = b""
             for _ in range(100):
                 if not (chunk := tls.recv(65536)):
@@ -197,6 +207,26 @@ def test_serve_http_answers_a_head_ending_in_bare_lf(tmp_path: Path, request_hea
     assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
     request_line = request_head.splitlines()[0].decode()
     assert request_line in reply.decode()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", b"GET / HTTP/1.0\n\n", b"GET / HTTP/1.1\r\nA: b\n\r\n"],
+)
+def test_head_ends_searches_only_the_new_bytes_and_the_3_before(head: bytes) -> None:
+    # Fed in every chunking of two pieces, and a byte at a time: found exactly when
+    # the whole head is in, as a search of everything would find it.
+    for cut in range(len(head) + 1):
+        received = bytearray(head[:cut])
+        assert head_ends(received, cut) is (cut == len(head))
+        received += head[cut:]
+        assert head_ends(received, len(head) - cut)
+    received = bytearray()
+    for index, byte in enumerate(head):
+        received.append(byte)
+        assert head_ends(received, 1) is (index == len(head) - 1)
+    # Bytes before the window are not looked at: an end already passed is not found again.
+    assert not head_ends(bytearray(b"\r\n\r\nbody!!"), 4)
 
 
 def test_serve_http_curl_line_works_as_printed(files: Files, tmp_path: Path) -> None:

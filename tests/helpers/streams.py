@@ -10,13 +10,14 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
-from trio_tls import SSLListener, SSLStream
+from trio_tls import ContextChooser, SSLListener, SSLStream, serve_ssl_over_tcp
 from trio_tls.testing import SERVER_NAME, handshake_pair
 
 #: Makes a connected ``(client end, server end)`` pair of transports.
@@ -49,6 +50,36 @@ def port_of(listener: SSLListener[trio.SocketStream]) -> int:
     assert isinstance(transport, trio.SocketListener)
     port: int = transport.socket.getsockname()[1]
     return port
+
+
+@asynccontextmanager
+async def serving_listener(
+    handler: Callable[[SSLStream[trio.SocketStream]], Awaitable[object]],
+    ssl_context: ssl.SSLContext | ContextChooser,
+    **kwargs: Any,
+) -> AsyncIterator[SSLListener[trio.SocketStream]]:
+    """:func:`trio_tls.serve_ssl_over_tcp` on 127.0.0.1 and a kernel-chosen port, in a
+    nursery of its own, until the block ends; yields its listener.
+
+    ``kwargs`` go to ``serve_ssl_over_tcp`` (``backlog=``, ``handshake_timeout=`` ...).
+    """
+    async with trio.open_nursery() as nursery:
+        listeners: list[SSLListener[trio.SocketStream]] = await nursery.start(
+            partial(serve_ssl_over_tcp, handler, 0, ssl_context, host="127.0.0.1", **kwargs)
+        )
+        yield listeners[0]
+        nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def serving(
+    handler: Callable[[SSLStream[trio.SocketStream]], Awaitable[object]],
+    ssl_context: ssl.SSLContext | ContextChooser,
+    **kwargs: Any,
+) -> AsyncIterator[int]:
+    """:func:`serving_listener`, yielding the port to connect to."""
+    async with serving_listener(handler, ssl_context, **kwargs) as listener:
+        yield port_of(listener)
 
 
 async def memory_pair() -> tuple[trio.abc.Stream, trio.abc.Stream]:

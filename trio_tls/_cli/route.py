@@ -224,13 +224,24 @@ async def handle(client: trio.SocketStream, *, opts: RouteOptions, tally: Tally)
         connection.fail(str(exc))
     except (trio.BrokenResourceError, OSError) as exc:
         connection.fail(explain(exc, peer="client"))
-    except trio.Cancelled:
-        connection.fail("cut short: the router is stopping")
+    except BaseException as exc:
+        # Stopping cancels every connection: in _route_one as a bare Cancelled, from the
+        # splice's nursery as a group of them (trio's strict exception groups).
+        if _is_cancellation(exc):
+            connection.fail("cut short: the router is stopping")
         raise
     finally:
-        await client.aclose()
+        # Logged and counted before closing: under cancellation aclose()'s checkpoint
+        # raises Cancelled again, and nothing after it in this block would run.
         connection.log()
         tally.done(ok=connection.failure is None)
+        await client.aclose()
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_cancellation(inner) for inner in exc.exceptions)
+    return isinstance(exc, trio.Cancelled)
 
 
 async def _route_one(client: trio.SocketStream, connection: Connection, opts: RouteOptions) -> None:

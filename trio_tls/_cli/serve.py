@@ -394,10 +394,20 @@ async def _http(stream: Stream, opts: ServeOptions) -> None:
 
 async def _read_head(stream: Stream, opts: ServeOptions) -> bytes:
     head = bytearray()
-    while not _END_OF_HEAD.search(head):
+    data = b""
+    while not head_ends(head, len(data)):
         if len(head) > MAX_REQUEST_HEAD:
             raise BadRequest("request head too large")
         if not (data := await _receive_http(stream, opts)):
             raise BadRequest("the client closed before finishing its request")
         head += data
     return bytes(head)
+
+
+def head_ends(head: bytearray, new: int) -> bool:
+    """Whether ``head``, whose last ``new`` bytes just arrived, holds the blank line.
+
+    Only where those bytes can complete one is searched (the end is at most 4 bytes
+    long), so a head that arrives a byte at a time costs linear time, not quadratic.
+    """
+    return _END_OF_HEAD.search(head, max(0, len(head) - new - 3)) is not None

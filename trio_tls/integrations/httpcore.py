@@ -31,7 +31,7 @@ from typing import Any, TypeAlias, final
 
 import trio
 
-from .._stream import SSLStream
+from .._stream import SSLStream, is_trio_tls_stream
 from ._extras import requires_extra
 
 with requires_extra(__name__, "httpx"):
@@ -150,7 +150,9 @@ class TrioTLSNetworkStream(httpcore.AsyncNetworkStream):
         """httpcore's keys: ``ssl_object``, ``socket``, ``client_addr``, ``server_addr``,
         ``is_readable``; anything else is None."""
         if info == "ssl_object":
-            return self.stream.ssl_object if isinstance(self.stream, SSLStream) else None
+            # Not isinstance(): under patch_trio() a stream trio built passes that, and
+            # has no ssl_object.
+            return self.stream.ssl_object if is_trio_tls_stream(self.stream) else None
         if info == "socket":
             return _socket_stream(self.stream).socket
         if info == "client_addr":

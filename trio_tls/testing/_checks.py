@@ -18,7 +18,7 @@ import trio
 import trio.testing
 from trio.abc import HalfCloseableStream, Stream
 
-from .._stream import SSLStream
+from .._stream import SSLStream, is_trio_tls_stream
 from ._deadline import positive_seconds
 from ._pairs import AnyStreamPair, close_pair_forcefully
 
@@ -73,7 +73,8 @@ def _pair_error(pair: object, what: str) -> TypeError | ValueError | None:
             f"trio_tls.SSLStreams, not {pair!r}"
         )
     client, server = pair
-    if not (isinstance(client, SSLStream) and isinstance(server, SSLStream)):
+    # Not isinstance(): under patch_trio() trio's own streams pass that too.
+    if not (is_trio_tls_stream(client) and is_trio_tls_stream(server)):
         return TypeError(
             f"check_tls_stream: {what} must return trio_tls.SSLStreams (the kit checks "
             f"trio_tls.SSLStream, not trio.SSLStream or other streams), got {client!r} "
