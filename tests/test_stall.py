@@ -8,11 +8,29 @@ import trio
 
 from trio_tls.testing import measure_stalls
 
+#: What a hog holds the loop for: past the 50 ms budget the kit's docs suggest.
+HOG = 0.06
+#: A generous wall-clock bound on a quiet block, far above what preemption causes.
+HANG = 3.0
+
+
+def _spin(cpu_seconds: float) -> None:
+    """Keep the CPU busy for ``cpu_seconds`` of this thread's CPU time (and at most HANG
+    seconds of wall time, so a starved machine cannot make it run on)."""
+    end_cpu = time.thread_time() + cpu_seconds
+    give_up = time.monotonic() + HANG
+    while time.thread_time() < end_cpu and time.monotonic() < give_up:
+        pass
+
 
 async def test_measure_stalls_names_the_task_that_held_the_loop() -> None:
-    async def hog() -> None:
+    async def sleeper() -> None:
         await trio.lowlevel.checkpoint()
-        time.sleep(0.06)  # noqa: ASYNC251 (blocking the whole loop is the point)
+        time.sleep(HOG)  # noqa: ASYNC251 (blocking the whole loop is the point)
+
+    async def spinner() -> None:
+        await trio.lowlevel.checkpoint()
+        _spin(HOG)
 
     async def polite() -> None:
         for _ in range(10):
@@ -20,12 +38,33 @@ async def test_measure_stalls_names_the_task_that_held_the_loop() -> None:
 
     with measure_stalls() as stalls:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(hog, name="hog")
+            nursery.start_soon(sleeper, name="sleeper")
+            nursery.start_soon(spinner, name="spinner")
             nursery.start_soon(polite, name="polite")
-    assert stalls.longest >= 0.06
-    assert stalls.longest_task == "hog"
-    assert stalls.steps >= 12
+    # Wall time sees both hogs; CPU time only the one that worked, however long the
+    # OS kept it or the sleeper off the CPU.
+    assert stalls.longest >= HOG
+    assert stalls.longest_task in {"sleeper", "spinner"}
+    assert stalls.longest_cpu >= HOG
+    assert stalls.longest_cpu_task == "spinner"
+    assert stalls.steps >= 13
 
+
+async def test_a_blocking_call_holds_the_loop_in_wall_time_only() -> None:
+    async def sleeper() -> None:
+        time.sleep(HOG)  # noqa: ASYNC251 (blocking the whole loop is the point)
+
+    with measure_stalls() as stalls:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sleeper, name="sleeper")
+    assert stalls.longest >= HOG and stalls.longest_task == "sleeper"
+    assert stalls.longest_cpu < HOG / 2, "sleeping uses no CPU"
+
+
+async def test_a_quiet_block_holds_the_loop_briefly() -> None:
     with measure_stalls() as quiet:
         await trio.sleep(0.01)
-    assert quiet.longest < 0.05 and quiet.longest_task is not None
+    # CPU time for the budget: the wall time of a step includes any preemption.
+    assert quiet.longest_cpu < 0.05 and quiet.longest_cpu_task is not None
+    assert quiet.longest < HANG and quiet.longest_task is not None
+    assert quiet.steps >= 1

@@ -7,7 +7,7 @@
   record), :func:`chaos_stream_pair`, :func:`run_with_seeds`.
 - :func:`check_tls_stream`: conformance checks for anything built on SSLStream.
 - :func:`open_tls_test_server`: an in-process TLS server on loopback TCP.
-- :func:`measure_stalls`: the longest time one task held the event loop.
+- :func:`measure_stalls`: the longest time one task held the event loop (wall and CPU).
 
 The pytest plugin (fixtures ``tls_ca``, ``tls_version`` ...) lives in
 ``trio_tls._pytest_plugin`` and is registered automatically; this package never
