@@ -21,10 +21,11 @@ import pytest
 import trio
 
 import trio_tls._wire
-from trio_tls import ClientHello, SSLStream, serve_ssl_over_tcp
+from trio_tls import ClientHello, SSLListener, SSLStream
 from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName
 
 from .helpers.hellos import client_hello
+from .helpers.streams import port_of, serving, serving_listener
 
 pytestmark = pytest.mark.usefixtures("no_fd_leak")
 
@@ -122,6 +123,15 @@ def uploading_client(
         _read_the_answer(obj, incoming, sock, report)
 
 
+def shrink_receive_buffer(listener: trio.SocketListener | SSLListener[trio.SocketStream]) -> None:
+    """Pin the listener's receive buffer to SMALL_BUFFER: accepted sockets inherit it."""
+    if isinstance(listener, SSLListener):
+        transport = listener.transport_listener
+        assert isinstance(transport, trio.SocketListener)
+        listener = transport
+    listener.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUFFER)
+
+
 @asynccontextmanager
 async def peer_in_thread(
     run: Callable[[int, PeerReport], None],
@@ -129,8 +139,7 @@ async def peer_in_thread(
     """A listener whose sockets have SMALL_BUFFER receive buffers, and ``run(port,
     report)`` in a thread connecting to it; the thread is waited for on exit."""
     listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
-    # Accepted sockets inherit the listener's buffer size.
-    listener.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUFFER)
+    shrink_receive_buffer(listener)
     port = listener.socket.getsockname()[1]
     report = PeerReport()
     async with listener, trio.open_nursery() as nursery:
@@ -181,17 +190,11 @@ async def test_refused_client_certificate_reaches_a_client_still_sending(
     client_ctx = tls_ca.client_context(version="1.3")
     run = partial(uploading_client, client_ctx, corrupt_first=False)
     server_ctx = tls_ca.server_context(version="1.3", require_client_cert=True)
-    async with trio.open_nursery() as servers:
-        listeners = await servers.start(
-            partial(serve_ssl_over_tcp, handler, 0, server_ctx, host="127.0.0.1")
-        )
-        listener = listeners[0].transport_listener
-        listener.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUFFER)
-        port = listener.socket.getsockname()[1]
+    async with serving_listener(handler, server_ctx) as listener:
+        shrink_receive_buffer(listener)
         report = PeerReport()
         with trio.fail_after(PEER_TIMEOUT):
-            await trio.to_thread.run_sync(run, port, report)
-        servers.cancel_scope.cancel()
+            await trio.to_thread.run_sync(run, port_of(listener), report)
     assert served == []
     assert_alert_read(report, "CERTIFICATE_REQUIRED")
 
@@ -251,19 +254,12 @@ async def test_one_lingering_connection_does_not_delay_others(
             broke.set()
 
     client_ctx = tls_ca.client_context(version="1.3")
-    async with trio.open_nursery() as servers:
-        listeners = await servers.start(
-            partial(
-                serve_ssl_over_tcp,
-                handler,
-                0,
-                tls_ca.server_context(version="1.3"),
-                host="127.0.0.1",
-            )
-        )
-        port = listeners[0].transport_listener.socket.getsockname()[1]
-        bad = PeerReport()
-        servers.start_soon(
+    bad = PeerReport()
+    server_ctx = tls_ca.server_context(version="1.3")
+    # Leaving the block cancels the server first, which ends the linger; the clients
+    # nursery then waits for the bad client's thread to see it.
+    async with trio.open_nursery() as clients, serving(handler, server_ctx) as port:
+        clients.start_soon(
             partial(trio.to_thread.run_sync, trickling_client, client_ctx, port, bad)
         )
         with trio.fail_after(PEER_TIMEOUT):
@@ -274,7 +270,6 @@ async def test_one_lingering_connection_does_not_delay_others(
                 await good.send_all(b"ping")
                 assert await good.receive_some() == b"ping"
         assert bad.send_error is None, "still lingering: the bad client can still send"
-        servers.cancel_scope.cancel()
     assert bad.send_error is not None
 
 
@@ -432,17 +427,11 @@ async def test_chooser_refusal_reaches_a_client_still_sending(tls_ca: TLSTestCA)
         raise LookupError(hello.server_name)
 
     hello = client_hello(tls_ca.client_context(), "unknown.example")
-    async with trio.open_nursery() as servers:
-        listeners = await servers.start(
-            partial(serve_ssl_over_tcp, handler, 0, chooser, host="127.0.0.1")
-        )
-        listener = listeners[0].transport_listener
-        listener.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUFFER)
-        port = listener.socket.getsockname()[1]
+    async with serving_listener(handler, chooser) as listener:
+        shrink_receive_buffer(listener)
         report = PeerReport()
         with trio.fail_after(PEER_TIMEOUT):
-            await trio.to_thread.run_sync(junk_after_hello_client, hello, port, report)
-        servers.cancel_scope.cancel()
+            await trio.to_thread.run_sync(junk_after_hello_client, hello, port_of(listener), report)
     assert served == []
     assert report.send_error is None, f"the upload failed: {report.send_error!r}"
     assert report.read_error is None, f"reading the answer failed: {report.read_error!r}"

@@ -41,6 +41,7 @@ from ..helpers.cli import (
 )
 from ..helpers.payloads import digest, random_payload
 from ..helpers.peers import curl_flags, free_port, openssl_flag, require_tool
+from ..helpers.streams import serving
 
 VERSIONS = [pytest.param("1.2", id="tls12"), pytest.param("1.3", id="tls13")]
 NAMES = ["a.example", "www.b.example", "c.example"]
@@ -220,11 +221,7 @@ async def _half_close_run(
     """Run ``client`` against ``backend`` (a trio_tls server for d.example) through a router."""
     server_context = _pin(ssl.create_default_context(ssl.Purpose.CLIENT_AUTH), version)
     tls_ca.ca.issue_cert("d.example").configure_cert(server_context)
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(
-            partial(trio_tls.serve_ssl_over_tcp, backend, 0, server_context, host="127.0.0.1")
-        )
-        backend_port = listeners[0].transport_listener.socket.getsockname()[1]
+    async with serving(backend, server_context) as backend_port:
         with route("--to", f"d.example=127.0.0.1:{backend_port}") as router:
             with trio.fail_after(RUN_TIMEOUT):
                 tcp = await trio.open_tcp_stream("127.0.0.1", port_of(router))
@@ -237,7 +234,6 @@ async def _half_close_run(
             pattern = rb"\d\d:\d\d:\d\d  .* d\.example .*\n"
             match = await trio.to_thread.run_sync(read_until, router, pattern)
             line = match[0].decode()
-        nursery.cancel_scope.cancel()
     assert line.endswith("  closed\n"), line
     assert f"127.0.0.1:{backend_port}" in line
     # Both ways carried the megabyte and the handshake.
