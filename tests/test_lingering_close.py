@@ -12,8 +12,8 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from functools import partial
 
@@ -199,9 +199,10 @@ async def test_refused_client_certificate_reaches_a_client_still_sending(
     assert_alert_read(report, "CERTIFICATE_REQUIRED")
 
 
-def trickling_client(context: ssl.SSLContext, port: int, report: PeerReport) -> None:
-    """Sends a corrupt record, then one byte every 10 ms until the server hangs up
-    (bounded by PEER_TIMEOUT): a peer the lingering close must not wait out."""
+@contextmanager
+def corrupt_record_sent(context: ssl.SSLContext, port: int) -> Iterator[socket.socket]:
+    """Connect, handshake, and send one record with a bit of its authentication tag
+    flipped, which the server must refuse; yields the socket, closed afterwards."""
     with socket.create_connection(("127.0.0.1", port), timeout=PEER_TIMEOUT) as sock:
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         obj = context.wrap_bio(incoming, outgoing, server_hostname=SERVER_NAME)
@@ -210,6 +211,13 @@ def trickling_client(context: ssl.SSLContext, port: int, report: PeerReport) -> 
         record = bytearray(outgoing.read())
         record[-1] ^= 1
         sock.sendall(record)
+        yield sock
+
+
+def trickling_client(context: ssl.SSLContext, port: int, report: PeerReport) -> None:
+    """Sends a corrupt record, then one byte every 10 ms until the server hangs up
+    (bounded by PEER_TIMEOUT): a peer the lingering close must not wait out."""
+    with corrupt_record_sent(context, port) as sock:
         give_up = time.monotonic() + PEER_TIMEOUT
         try:
             while time.monotonic() < give_up:
@@ -278,28 +286,14 @@ def silent_client(
 ) -> None:
     """Sends a corrupt record, then neither sends, reads nor closes until ``done``
     (bounded by PEER_TIMEOUT): the lingering close waits for an EOF that never comes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=PEER_TIMEOUT) as sock:
-        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        obj = context.wrap_bio(incoming, outgoing, server_hostname=SERVER_NAME)
-        _handshake(obj, incoming, outgoing, sock)
-        obj.write(b"x")
-        record = bytearray(outgoing.read())
-        record[-1] ^= 1
-        sock.sendall(record)
+    with corrupt_record_sent(context, port):
         done.wait(PEER_TIMEOUT)
 
 
 def flooding_client(context: ssl.SSLContext, port: int, report: PeerReport) -> None:
     """Sends a corrupt record, then zeros as fast as it can until the server hangs
     up (bounded by PEER_TIMEOUT and by 256 MiB): a peer that never stops sending."""
-    with socket.create_connection(("127.0.0.1", port), timeout=PEER_TIMEOUT) as sock:
-        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        obj = context.wrap_bio(incoming, outgoing, server_hostname=SERVER_NAME)
-        _handshake(obj, incoming, outgoing, sock)
-        obj.write(b"x")
-        record = bytearray(outgoing.read())
-        record[-1] ^= 1
-        sock.sendall(record)
+    with corrupt_record_sent(context, port) as sock:
         give_up = time.monotonic() + PEER_TIMEOUT
         try:
             for _ in range(256 * 1024 * 1024 // len(RECORD)):
