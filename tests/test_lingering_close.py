@@ -25,7 +25,7 @@ from trio_tls import ClientHello, SSLListener, SSLStream
 from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName
 
 from .helpers.hellos import client_hello
-from .helpers.streams import port_of, serving, serving_listener
+from .helpers.streams import port_of, receive_to_eof, serving, serving_listener
 
 pytestmark = pytest.mark.usefixtures("no_fd_leak")
 
@@ -147,13 +147,6 @@ async def peer_in_thread(
         yield listener, report
 
 
-async def read_to_the_end(stream: SSLStream[trio.SocketStream]) -> None:
-    for _ in range(10_000):
-        if not await stream.receive_some():
-            return
-    raise AssertionError("the stream did not end")
-
-
 def assert_alert_read(report: PeerReport, reason: str) -> None:
     assert report.send_error is None, f"the upload failed: {report.send_error!r}"
     assert report.read_error is None, f"reading the answer failed: {report.read_error!r}"
@@ -172,7 +165,7 @@ async def test_peer_still_sending_reads_the_alert_for_a_bad_record(
         )
         with trio.fail_after(PEER_TIMEOUT):
             with pytest.raises(trio.BrokenResourceError, match="bad record mac"):
-                await read_to_the_end(stream)
+                await receive_to_eof(stream)
             await stream.aclose()
     assert_alert_read(report, "BAD_RECORD_MAC")
 

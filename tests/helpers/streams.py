@@ -37,6 +37,17 @@ async def receive_exactly(stream: trio.abc.ReceiveStream, size: int) -> bytes:
     return bytes(data)
 
 
+async def receive_to_eof(stream: trio.abc.ReceiveStream) -> bytes:
+    """Everything up to a clean end of stream, in at most 10,000 receive_some calls."""
+    data = bytearray()
+    for _ in range(10_000):
+        chunk = await stream.receive_some()
+        if not chunk:
+            return bytes(data)
+        data += chunk
+    raise AssertionError(f"no end of stream after {len(data)} bytes")
+
+
 async def both(*sides: Callable[[], Awaitable[object]]) -> None:
     """Run each side in its own task, as two real peers would, and wait for all."""
     async with trio.open_nursery() as nursery:
