@@ -33,7 +33,7 @@ from trio_tls._hello import DEFAULT_MAX_HELLO_BYTES
 from trio_tls._wire import RECEIVE_CHUNK
 from trio_tls.testing import TLSTestCA, TLSVersionName, pin_version
 
-from .helpers.streams import port_of, serving
+from .helpers.streams import OneByteAtATime, port_of, serving
 
 pytestmark = pytest.mark.usefixtures("no_fd_leak")
 
@@ -350,25 +350,6 @@ def test_a_chooser_is_for_servers_only(tls_ca: TLSTestCA) -> None:
 
 
 # -- ClientHellos in pieces, and what is not one ----------------------------------------------
-
-
-class OneByteAtATime(trio.abc.Stream):
-    """A transport that hands over what the peer sent one byte per receive_some."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.stream.wait_send_all_might_not_block()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self.stream.receive_some(1)
-
-    async def aclose(self) -> None:
-        await self.stream.aclose()
 
 
 async def test_a_hello_read_one_byte_at_a_time(

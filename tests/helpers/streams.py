@@ -55,6 +55,40 @@ async def both(*sides: Callable[[], Awaitable[object]]) -> None:
             nursery.start_soon(side)
 
 
+class Forwarding(trio.abc.Stream):
+    """Passes every call through to ``inner``; a subclass changes the one it tests."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class OneByteAtATime(Forwarding):
+    """A transport whose every receive_some returns at most one byte, as TCP may.
+
+    ``asked`` lists the ``max_bytes`` of each call, in order.
+    """
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        super().__init__(inner)
+        self.asked: list[int | None] = []
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        self.asked.append(max_bytes)
+        return bytes(await self.inner.receive_some(1))
+
+
 def port_of(listener: SSLListener[trio.SocketStream]) -> int:
     """The kernel-chosen port a TLS listener is bound to."""
     transport = listener.transport_listener
