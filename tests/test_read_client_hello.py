@@ -19,7 +19,7 @@ from trio_tls import ClientHelloError, SSLStream, read_client_hello
 from trio_tls.testing import SERVER_NAME, TLSTestCA
 
 from .helpers.hellos import client_hello, reframe
-from .helpers.streams import Forwarding, OneByteAtATime, both, loopback_tcp_pair
+from .helpers.streams import Forwarding, OneByteAtATime, both, loopback_tcp_pair, receive_to_eof
 
 
 class _Replay(Forwarding):
@@ -61,9 +61,7 @@ async def test_the_hello_and_not_one_byte_more(client_context: ssl.SSLContext) -
             )
             assert parsed.alpn_protocols == ("h2", "http/1.1")
             await client.send_eof()
-            rest = b""
-            while chunk := await server.receive_some():
-                rest += chunk
+            rest = await receive_to_eof(server)
     assert rest == b"\x17\x03\x03\x00\x04next"
 
 
@@ -112,9 +110,7 @@ async def _refused(
     reader = OneByteAtATime(server) if one_byte else server
     with trio.fail_after(10), pytest.raises(ClientHelloError) as caught:
         await read_client_hello(reader, max_bytes=max_bytes)
-    rest = b""
-    while chunk := await server.receive_some():
-        rest += chunk
+    rest = await receive_to_eof(server)
     # What was read is on the error, the rest still in the stream: nothing is lost.
     assert caught.value.received + rest == data
     return caught.value, rest
