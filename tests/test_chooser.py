@@ -12,7 +12,7 @@ import contextlib
 import logging
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -25,17 +25,15 @@ from trio_tls import (
     ClientHelloError,
     ContextChoiceError,
     ContextChooser,
-    SSLListener,
     SSLStream,
     TLSStatistics,
     open_ssl_over_tcp_listeners,
-    serve_ssl_over_tcp,
 )
 from trio_tls._hello import DEFAULT_MAX_HELLO_BYTES
 from trio_tls._wire import RECEIVE_CHUNK
 from trio_tls.testing import TLSTestCA, TLSVersionName, pin_version
 
-from .helpers.streams import port_of
+from .helpers.streams import OneByteAtATime, port_of, serving
 
 pytestmark = pytest.mark.usefixtures("no_fd_leak")
 
@@ -63,22 +61,6 @@ async def echo(stream: SSLStream[trio.SocketStream]) -> None:
     await stream.send_all(await stream.receive_some())
 
 
-@contextlib.asynccontextmanager
-async def serving(
-    chooser: ContextChooser,
-    handler: Callable[[SSLStream[trio.SocketStream]], Awaitable[None]] = echo,
-    **kwargs: Any,
-) -> AsyncIterator[int]:
-    async with trio.open_nursery() as nursery:
-        listeners: list[SSLListener[trio.SocketStream]] = await nursery.start(
-            lambda task_status: serve_ssl_over_tcp(
-                handler, 0, chooser, host="127.0.0.1", task_status=task_status, **kwargs
-            )
-        )
-        yield port_of(listeners[0])
-        nursery.cancel_scope.cancel()
-
-
 async def connect(
     port: int, name: str | None, context: ssl.SSLContext
 ) -> SSLStream[trio.SocketStream]:
@@ -100,7 +82,7 @@ async def test_each_name_gets_its_certificate(
     tls_ca: TLSTestCA, tls_version: TLSVersionName
 ) -> None:
     contexts = {name: server_context_for(tls_ca, name) for name in NAMES}
-    async with serving(by_name(contexts)) as port:
+    async with serving(echo, by_name(contexts)) as port:
         for name in NAMES:
             stream = await exchange(port, name, tls_ca.client_context(version=tls_version))
             assert stream.version() == f"TLSv{tls_version}"
@@ -110,7 +92,7 @@ async def test_chosen_alpn_list_applies(tls_ca: TLSTestCA, tls_version: TLSVersi
     chosen = server_context_for(tls_ca, "a.example")
     chosen.set_alpn_protocols(["http/1.1"])
     client = tls_ca.client_context(version=tls_version, alpn_protocols=["h2", "http/1.1"])
-    async with serving(by_name({"a.example": chosen})) as port:
+    async with serving(echo, by_name({"a.example": chosen})) as port:
         stream = await exchange(port, "a.example", client)
     assert stream.selected_alpn_protocol() == "http/1.1"
 
@@ -128,7 +110,7 @@ async def test_chosen_verify_mode_requires_client_certificate(
         peer_certs.append(stream.getpeercert())
         await echo(stream)
 
-    async with serving(by_name({"a.example": chosen}), record_peer) as port:
+    async with serving(record_peer, by_name({"a.example": chosen})) as port:
         with_cert = tls_ca.client_context(version=tls_version, with_client_cert=True)
         await exchange(port, "a.example", with_cert)
         assert peer_certs and peer_certs[0] is not None
@@ -141,7 +123,7 @@ async def test_chosen_version_bounds_apply(tls_ca: TLSTestCA) -> None:
     """A client allowing both versions gets the one the chosen context is pinned to."""
     for version in ("1.2", "1.3"):
         chosen = pin_version(server_context_for(tls_ca, "a.example"), version)
-        async with serving(by_name({"a.example": chosen})) as port:
+        async with serving(echo, by_name({"a.example": chosen})) as port:
             stream = await exchange(port, "a.example", tls_ca.client_context())
         assert stream.version() == f"TLSv{version}"
 
@@ -149,7 +131,7 @@ async def test_chosen_version_bounds_apply(tls_ca: TLSTestCA) -> None:
 async def test_chosen_ciphers_apply(tls_ca: TLSTestCA) -> None:
     chosen = pin_version(server_context_for(tls_ca, "a.example"), "1.2")
     chosen.set_ciphers("ECDHE-ECDSA-CHACHA20-POLY1305")
-    async with serving(by_name({"a.example": chosen})) as port:
+    async with serving(echo, by_name({"a.example": chosen})) as port:
         stream = await exchange(port, "a.example", tls_ca.client_context())
     cipher = stream.cipher()
     assert cipher is not None and cipher[0] == "ECDHE-ECDSA-CHACHA20-POLY1305"
@@ -171,7 +153,7 @@ async def test_chosen_post_handshake_auth_applies(tls_ca: TLSTestCA) -> None:
 
     client = tls_ca.client_context(with_client_cert=True)
     client.post_handshake_auth = True
-    async with serving(by_name({"a.example": chosen}), ask) as port:
+    async with serving(ask, by_name({"a.example": chosen})) as port:
         with trio.fail_after(10):
             async with await connect(port, "a.example", client) as stream:
                 assert await stream.receive_some() == b"ok"
@@ -198,7 +180,7 @@ async def test_sessions_resume_under_the_chosen_context(
                 assert await stream.receive_some() == b"x"
                 return stream.session_reused, next_session
 
-    async with serving(by_name(contexts)) as port:
+    async with serving(echo, by_name(contexts)) as port:
         _, session = await talk(port, "a.example", None)
         assert (await talk(port, "a.example", session))[0]
         assert not (await talk(port, "b.example", session))[0]
@@ -216,7 +198,7 @@ async def test_statistics_report_time_spent_choosing(tls_ca: TLSTestCA) -> None:
         seen.append(stream.statistics().choose_duration)
         await echo(stream)
 
-    async with serving(slow_choice, report) as port:
+    async with serving(report, slow_choice) as port:
         await exchange(port, "a.example", tls_ca.client_context())
     assert seen[0] is not None and seen[0] >= 0.05
 
@@ -346,7 +328,7 @@ async def test_serve_logs_the_server_name_and_cause(
     tls_ca: TLSTestCA, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="trio_tls.server")
-    async with serving(by_name({})) as port:
+    async with serving(echo, by_name({})) as port:
         with pytest.raises(trio.BrokenResourceError), trio.fail_after(10):
             await exchange(port, "nobody.example", tls_ca.client_context())
         # and the server goes on serving the next client
@@ -368,25 +350,6 @@ def test_a_chooser_is_for_servers_only(tls_ca: TLSTestCA) -> None:
 
 
 # -- ClientHellos in pieces, and what is not one ----------------------------------------------
-
-
-class OneByteAtATime(trio.abc.Stream):
-    """A transport that hands over what the peer sent one byte per receive_some."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.stream.wait_send_all_might_not_block()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self.stream.receive_some(1)
-
-    async def aclose(self) -> None:
-        await self.stream.aclose()
 
 
 async def test_a_hello_read_one_byte_at_a_time(

@@ -26,7 +26,7 @@ import trio_tls._closing
 from trio_tls import SSLStream
 from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName
 
-from .helpers.streams import loopback_tcp_pair
+from .helpers.streams import loopback_tcp_pair, receive_to_eof
 
 pytestmark = pytest.mark.usefixtures("no_fd_leak")
 
@@ -533,10 +533,7 @@ async def test_peer_sends_data_after_close_notify(
         alert, late = peer.close_notify_then(b"after the end")
         await peer.sock.send_all(last + alert + late)
         with trio.fail_after(FAULT_TIMEOUT):
-            got = bytearray()
-            while data := await stream.receive_some():
-                got += data
-            assert got == b"last words"
+            assert await receive_to_eof(stream) == b"last words"
             assert await stream.receive_some() == b""
         assert stream.statistics().bytes_received == len(b"last words")
 

@@ -28,7 +28,7 @@ from trio_tls.integrations.trio_websocket import (
 from trio_tls.testing import TLSTestCA, TLSVersionName
 
 from .helpers.endpoints import endpoint_parts
-from .helpers.streams import port_of
+from .helpers.streams import port_of, serving
 
 Handler = Callable[[WebSocketRequest], Awaitable[None]]
 
@@ -194,25 +194,19 @@ async def test_endpoints_and_the_peer_address(tls_ca: TLSTestCA) -> None:
             with pytest.raises(ConnectionClosed):
                 await ws.get_message()
 
-    async with trio.open_nursery() as server_nursery:
-        listeners = await server_nursery.start(
-            partial(
-                trio_tls.serve_ssl_over_tcp, handle, 0, tls_ca.server_context(), host="127.0.0.1"
-            )
-        )
+    async with serving(handle, tls_ca.server_context()) as port:
         with trio.fail_after(DEADLINE):
             stream = await trio_tls.open_ssl_over_tcp_stream(
-                "127.0.0.1", port_of(listeners[0]), ssl_context=tls_ca.client_context()
+                "127.0.0.1", port, ssl_context=tls_ca.client_context()
             )
             async with trio.open_nursery() as nursery:
                 ws: WebSocketConnection = await wrap_client_stream(
-                    nursery, stream, f"127.0.0.1:{port_of(listeners[0])}", "/"
+                    nursery, stream, f"127.0.0.1:{port}", "/"
                 )
                 local = stream.transport_stream.socket.getsockname()
                 assert await ws.get_message() == repr(local)
                 assert endpoint_parts(ws.local) == (local[0], local[1], True)
-                assert endpoint_parts(ws.remote) == ("127.0.0.1", port_of(listeners[0]), True)
+                assert endpoint_parts(ws.remote) == ("127.0.0.1", port, True)
                 await ws.aclose()
-        server_nursery.cancel_scope.cancel()
     assert seen["peer"] == local
     assert endpoint_parts(seen["remote"]) == (local[0], local[1], True)

@@ -12,8 +12,8 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from functools import partial
 
@@ -21,10 +21,11 @@ import pytest
 import trio
 
 import trio_tls._wire
-from trio_tls import ClientHello, SSLStream, serve_ssl_over_tcp
+from trio_tls import ClientHello, SSLListener, SSLStream
 from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName
 
 from .helpers.hellos import client_hello
+from .helpers.streams import port_of, receive_to_eof, serving, serving_listener
 
 pytestmark = pytest.mark.usefixtures("no_fd_leak")
 
@@ -122,6 +123,15 @@ def uploading_client(
         _read_the_answer(obj, incoming, sock, report)
 
 
+def shrink_receive_buffer(listener: trio.SocketListener | SSLListener[trio.SocketStream]) -> None:
+    """Pin the listener's receive buffer to SMALL_BUFFER: accepted sockets inherit it."""
+    if isinstance(listener, SSLListener):
+        transport = listener.transport_listener
+        assert isinstance(transport, trio.SocketListener)
+        listener = transport
+    listener.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUFFER)
+
+
 @asynccontextmanager
 async def peer_in_thread(
     run: Callable[[int, PeerReport], None],
@@ -129,20 +139,12 @@ async def peer_in_thread(
     """A listener whose sockets have SMALL_BUFFER receive buffers, and ``run(port,
     report)`` in a thread connecting to it; the thread is waited for on exit."""
     listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
-    # Accepted sockets inherit the listener's buffer size.
-    listener.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUFFER)
+    shrink_receive_buffer(listener)
     port = listener.socket.getsockname()[1]
     report = PeerReport()
     async with listener, trio.open_nursery() as nursery:
         nursery.start_soon(partial(trio.to_thread.run_sync, run, port, report))
         yield listener, report
-
-
-async def read_to_the_end(stream: SSLStream[trio.SocketStream]) -> None:
-    for _ in range(10_000):
-        if not await stream.receive_some():
-            return
-    raise AssertionError("the stream did not end")
 
 
 def assert_alert_read(report: PeerReport, reason: str) -> None:
@@ -163,7 +165,7 @@ async def test_peer_still_sending_reads_the_alert_for_a_bad_record(
         )
         with trio.fail_after(PEER_TIMEOUT):
             with pytest.raises(trio.BrokenResourceError, match="bad record mac"):
-                await read_to_the_end(stream)
+                await receive_to_eof(stream)
             await stream.aclose()
     assert_alert_read(report, "BAD_RECORD_MAC")
 
@@ -181,24 +183,19 @@ async def test_refused_client_certificate_reaches_a_client_still_sending(
     client_ctx = tls_ca.client_context(version="1.3")
     run = partial(uploading_client, client_ctx, corrupt_first=False)
     server_ctx = tls_ca.server_context(version="1.3", require_client_cert=True)
-    async with trio.open_nursery() as servers:
-        listeners = await servers.start(
-            partial(serve_ssl_over_tcp, handler, 0, server_ctx, host="127.0.0.1")
-        )
-        listener = listeners[0].transport_listener
-        listener.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUFFER)
-        port = listener.socket.getsockname()[1]
+    async with serving_listener(handler, server_ctx) as listener:
+        shrink_receive_buffer(listener)
         report = PeerReport()
         with trio.fail_after(PEER_TIMEOUT):
-            await trio.to_thread.run_sync(run, port, report)
-        servers.cancel_scope.cancel()
+            await trio.to_thread.run_sync(run, port_of(listener), report)
     assert served == []
     assert_alert_read(report, "CERTIFICATE_REQUIRED")
 
 
-def trickling_client(context: ssl.SSLContext, port: int, report: PeerReport) -> None:
-    """Sends a corrupt record, then one byte every 10 ms until the server hangs up
-    (bounded by PEER_TIMEOUT): a peer the lingering close must not wait out."""
+@contextmanager
+def corrupt_record_sent(context: ssl.SSLContext, port: int) -> Iterator[socket.socket]:
+    """Connect, handshake, and send one record with a bit of its authentication tag
+    flipped, which the server must refuse; yields the socket, closed afterwards."""
     with socket.create_connection(("127.0.0.1", port), timeout=PEER_TIMEOUT) as sock:
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         obj = context.wrap_bio(incoming, outgoing, server_hostname=SERVER_NAME)
@@ -207,6 +204,13 @@ def trickling_client(context: ssl.SSLContext, port: int, report: PeerReport) -> 
         record = bytearray(outgoing.read())
         record[-1] ^= 1
         sock.sendall(record)
+        yield sock
+
+
+def trickling_client(context: ssl.SSLContext, port: int, report: PeerReport) -> None:
+    """Sends a corrupt record, then one byte every 10 ms until the server hangs up
+    (bounded by PEER_TIMEOUT): a peer the lingering close must not wait out."""
+    with corrupt_record_sent(context, port) as sock:
         give_up = time.monotonic() + PEER_TIMEOUT
         try:
             while time.monotonic() < give_up:
@@ -251,19 +255,12 @@ async def test_one_lingering_connection_does_not_delay_others(
             broke.set()
 
     client_ctx = tls_ca.client_context(version="1.3")
-    async with trio.open_nursery() as servers:
-        listeners = await servers.start(
-            partial(
-                serve_ssl_over_tcp,
-                handler,
-                0,
-                tls_ca.server_context(version="1.3"),
-                host="127.0.0.1",
-            )
-        )
-        port = listeners[0].transport_listener.socket.getsockname()[1]
-        bad = PeerReport()
-        servers.start_soon(
+    bad = PeerReport()
+    server_ctx = tls_ca.server_context(version="1.3")
+    # Leaving the block cancels the server first, which ends the linger; the clients
+    # nursery then waits for the bad client's thread to see it.
+    async with trio.open_nursery() as clients, serving(handler, server_ctx) as port:
+        clients.start_soon(
             partial(trio.to_thread.run_sync, trickling_client, client_ctx, port, bad)
         )
         with trio.fail_after(PEER_TIMEOUT):
@@ -274,7 +271,6 @@ async def test_one_lingering_connection_does_not_delay_others(
                 await good.send_all(b"ping")
                 assert await good.receive_some() == b"ping"
         assert bad.send_error is None, "still lingering: the bad client can still send"
-        servers.cancel_scope.cancel()
     assert bad.send_error is not None
 
 
@@ -283,28 +279,14 @@ def silent_client(
 ) -> None:
     """Sends a corrupt record, then neither sends, reads nor closes until ``done``
     (bounded by PEER_TIMEOUT): the lingering close waits for an EOF that never comes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=PEER_TIMEOUT) as sock:
-        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        obj = context.wrap_bio(incoming, outgoing, server_hostname=SERVER_NAME)
-        _handshake(obj, incoming, outgoing, sock)
-        obj.write(b"x")
-        record = bytearray(outgoing.read())
-        record[-1] ^= 1
-        sock.sendall(record)
+    with corrupt_record_sent(context, port):
         done.wait(PEER_TIMEOUT)
 
 
 def flooding_client(context: ssl.SSLContext, port: int, report: PeerReport) -> None:
     """Sends a corrupt record, then zeros as fast as it can until the server hangs
     up (bounded by PEER_TIMEOUT and by 256 MiB): a peer that never stops sending."""
-    with socket.create_connection(("127.0.0.1", port), timeout=PEER_TIMEOUT) as sock:
-        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        obj = context.wrap_bio(incoming, outgoing, server_hostname=SERVER_NAME)
-        _handshake(obj, incoming, outgoing, sock)
-        obj.write(b"x")
-        record = bytearray(outgoing.read())
-        record[-1] ^= 1
-        sock.sendall(record)
+    with corrupt_record_sent(context, port) as sock:
         give_up = time.monotonic() + PEER_TIMEOUT
         try:
             for _ in range(256 * 1024 * 1024 // len(RECORD)):
@@ -432,17 +414,11 @@ async def test_chooser_refusal_reaches_a_client_still_sending(tls_ca: TLSTestCA)
         raise LookupError(hello.server_name)
 
     hello = client_hello(tls_ca.client_context(), "unknown.example")
-    async with trio.open_nursery() as servers:
-        listeners = await servers.start(
-            partial(serve_ssl_over_tcp, handler, 0, chooser, host="127.0.0.1")
-        )
-        listener = listeners[0].transport_listener
-        listener.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUFFER)
-        port = listener.socket.getsockname()[1]
+    async with serving_listener(handler, chooser) as listener:
+        shrink_receive_buffer(listener)
         report = PeerReport()
         with trio.fail_after(PEER_TIMEOUT):
-            await trio.to_thread.run_sync(junk_after_hello_client, hello, port, report)
-        servers.cancel_scope.cancel()
+            await trio.to_thread.run_sync(junk_after_hello_client, hello, port_of(listener), report)
     assert served == []
     assert report.send_error is None, f"the upload failed: {report.send_error!r}"
     assert report.read_error is None, f"reading the answer failed: {report.read_error!r}"

@@ -34,6 +34,7 @@ from trio_tls import (
 from trio_tls._listener import DEFAULT_SERVER_HANDSHAKE_TIMEOUT
 from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName
 
+from .helpers import streams
 from .helpers.fds import open_fds
 
 TCPStream = SSLStream[trio.SocketStream]
@@ -64,22 +65,13 @@ async def serving(
     everything the server logs is in by then, and an exception that escaped a
     handler fails the test here.
     """
-    async with trio.open_nursery() as connections, trio.open_nursery() as server:
-        listeners: list[SSLListener[trio.SocketStream]] = await server.start(
-            partial(
-                serve_ssl_over_tcp,
-                handler,
-                0,
-                context,
-                host="127.0.0.1",
-                handler_nursery=connections,
-                handshake_timeout=handshake_timeout,
-            )
-        )
-        transport = listeners[0].transport_listener
-        assert isinstance(transport, trio.SocketListener)
-        yield transport.socket.getsockname()[1]
-        server.cancel_scope.cancel()
+    async with (
+        trio.open_nursery() as connections,
+        streams.serving(
+            handler, context, handler_nursery=connections, handshake_timeout=handshake_timeout
+        ) as port,
+    ):
+        yield port
 
 
 async def read_until_closed(stream: trio.abc.ReceiveStream) -> None:
@@ -408,14 +400,10 @@ async def test_stopping_the_server_closes_connections_still_in_their_handshake(
     """The handler never had these streams; their task still closes them."""
     fds_before = open_fds()
     with trio.fail_after(DEADLINE):
-        async with trio.open_nursery() as nursery:
-            listeners = await nursery.start(
-                partial(serve_ssl_over_tcp, echo_once, 0, tls_ca.server_context(), host="127.0.0.1")
-            )
-            port = listeners[0].transport_listener.socket.getsockname()[1]
+        async with streams.serving(echo_once, tls_ca.server_context()) as port:
             silent = await trio.open_tcp_stream("127.0.0.1", port)
             await trio.testing.wait_all_tasks_blocked()  # the server waits for a hello
-            nursery.cancel_scope.cancel()
+        # Leaving the block stopped the server.
         assert await silent.receive_some() == b""
         await silent.aclose()
     assert open_fds() == fds_before

@@ -6,15 +6,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
-from functools import partial
 
 import pytest
 import trio
 
-from trio_tls import SSLListener, SSLStream, serve_ssl_over_tcp
+from trio_tls import SSLStream
 from trio_tls.testing import SERVER_NAME, TLSTestCA, TLSVersionName
 
-from .helpers.streams import port_of
+from .helpers.streams import port_of, serving, serving_listener
 
 
 async def test_slow_handshake_on_a_listener_is_cut_off_and_others_are_served(
@@ -32,13 +31,7 @@ async def test_slow_handshake_on_a_listener_is_cut_off_and_others_are_served(
         await stream.aclose()
 
     server_ctx = tls_ca.server_context(version=tls_version)
-    async with trio.open_nursery() as nursery:
-        listeners: list[SSLListener[trio.SocketStream]] = await nursery.start(
-            partial(
-                serve_ssl_over_tcp, handler, 0, server_ctx, host="127.0.0.1", handshake_timeout=0.3
-            )
-        )
-        port = port_of(listeners[0])
+    async with serving(handler, server_ctx, handshake_timeout=0.3) as port:
         idle = await trio.open_tcp_stream("127.0.0.1", port)  # never says hello
         client = SSLStream(
             await trio.open_tcp_stream("127.0.0.1", port),
@@ -51,7 +44,6 @@ async def test_slow_handshake_on_a_listener_is_cut_off_and_others_are_served(
             assert await idle.receive_some() == b""  # the deadline hung up on it
         await idle.aclose()
         await client.aclose()
-        nursery.cancel_scope.cancel()
     assert served == [b"well-behaved"]
     [dropped] = [r.getMessage() for r in caplog.records if r.name == "trio_tls.server"]
     assert dropped.endswith("the client took too long to complete the handshake")
@@ -83,13 +75,10 @@ async def test_rotating_the_listener_context_affects_new_connections_only(
         return stream
 
     server_ctx = tls_ca.server_context(version=tls_version)
-    async with trio.open_nursery() as nursery:
-        listeners: list[SSLListener[trio.SocketStream]] = await nursery.start(
-            partial(serve_ssl_over_tcp, echo, 0, server_ctx, host="127.0.0.1")
-        )
-        port = port_of(listeners[0])
+    async with serving_listener(echo, server_ctx) as listener:
+        port = port_of(listener)
         old = await connect(port, tls_ca)
-        listeners[0].ssl_context = new_ca.server_context(version=tls_version)  # rotate
+        listener.ssl_context = new_ca.server_context(version=tls_version)  # rotate
         new = await connect(port, new_ca)
         with pytest.raises(trio.BrokenResourceError) as info:
             await connect(port, tls_ca)  # the old CA no longer matches
@@ -100,4 +89,3 @@ async def test_rotating_the_listener_context_affects_new_connections_only(
         assert old.getpeercert(binary_form=True) != new.getpeercert(binary_form=True)
         await old.aclose()
         await new.aclose()
-        nursery.cancel_scope.cancel()

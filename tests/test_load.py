@@ -23,6 +23,7 @@ from trio_tls import SSLListener, open_ssl_over_tcp_listeners, serve_ssl_over_tc
 from trio_tls.testing import TLSTestCA
 
 from .helpers.fds import open_fds
+from .helpers.streams import serving
 from .soak import SOAK_SCRIPT, ServerStats, SoakConfig, SoakReport, handle, run, serve
 
 
@@ -88,23 +89,12 @@ async def test_default_deadline_closes_a_silent_client(
     jumps while all wait); the client is logged and never reaches the handler."""
     caplog.set_level(logging.INFO, logger="trio_tls.server")
     stats = ServerStats()
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(
-            partial(
-                serve_ssl_over_tcp,
-                partial(handle, stats=stats),
-                0,
-                tls_ca.server_context(),
-                host="127.0.0.1",
-            )
-        )
-        port = listeners[0].transport_listener.socket.getsockname()[1]
+    async with serving(partial(handle, stats=stats), tls_ca.server_context()) as port:
         silent = await trio.open_tcp_stream("127.0.0.1", port)
         started = trio.current_time()
         assert await silent.receive_some() == b""
         assert 60.0 <= trio.current_time() - started < 61.0
         await silent.aclose()
-        nursery.cancel_scope.cancel()
     assert stats.accepted == 0
     [dropped] = [r.getMessage() for r in caplog.records if r.name == "trio_tls.server"]
     assert dropped.endswith("the client took too long to complete the handshake")

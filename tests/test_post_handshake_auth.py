@@ -13,7 +13,13 @@ from trio_tls import PostHandshakeAuthError, SSLStream
 from trio_tls.testing import SERVER_NAME, TLSTestCA, handshake_pair, tls_memory_stream_pair
 
 from .helpers.contexts import post_handshake_auth_contexts
-from .helpers.streams import MEMORY_AND_TCP, Transports, handshaken_pair, loopback_tcp_pair
+from .helpers.streams import (
+    MEMORY_AND_TCP,
+    Forwarding,
+    Transports,
+    handshaken_pair,
+    loopback_tcp_pair,
+)
 
 
 async def client_reads(client: SSLStream[Any], into: list[bytes]) -> None:
@@ -95,35 +101,26 @@ async def test_post_handshake_auth_needs_tls13_and_a_server(tls_ca: TLSTestCA) -
         await client.verify_client_post_handshake()
 
 
-class TrickleStream(trio.abc.Stream):
+class TrickleStream(Forwarding):
     """A real socket that, once ``trickle`` is set, sends ``piece`` bytes at a time
     with a pause after each, as a TLS stack that writes its answer message by message
     (GnuTLS) or a slow network would: the other end reads it in many parts."""
 
     def __init__(self, sock: trio.SocketStream, piece: int) -> None:
-        self.sock = sock
+        super().__init__(sock)
         self.piece = piece
         self.trickle = False
         self.sends = 0
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         if not self.trickle:
-            await self.sock.send_all(data)
+            await self.inner.send_all(data)
             return
         view = memoryview(data)
         for start in range(0, len(view), self.piece):
-            await self.sock.send_all(view[start : start + self.piece])
+            await self.inner.send_all(view[start : start + self.piece])
             self.sends += 1
             await trio.sleep(0.002)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.sock.wait_send_all_might_not_block()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        return await self.sock.receive_some(max_bytes)
-
-    async def aclose(self) -> None:
-        await self.sock.aclose()
 
 
 @pytest.mark.parametrize("piece", [1, 7, 100], ids=["byte_by_byte", "chunk7", "chunk100"])

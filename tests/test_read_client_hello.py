@@ -19,38 +19,15 @@ from trio_tls import ClientHelloError, SSLStream, read_client_hello
 from trio_tls.testing import SERVER_NAME, TLSTestCA
 
 from .helpers.hellos import client_hello, reframe
-from .helpers.streams import both, loopback_tcp_pair
+from .helpers.streams import Forwarding, OneByteAtATime, both, loopback_tcp_pair, receive_to_eof
 
 
-class _OneByteAtATime(trio.abc.Stream):
-    """A stream whose every receive returns at most one byte, as TCP may."""
-
-    def __init__(self, inner: trio.abc.Stream) -> None:
-        self.inner = inner
-        self.asked: list[int | None] = []
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        self.asked.append(max_bytes)
-        return bytes(await self.inner.receive_some(1))
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.inner.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.inner.wait_send_all_might_not_block()
-
-    async def send_eof(self) -> None:
-        await self.inner.send_eof()  # type: ignore[attr-defined]
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-class _Replay(trio.abc.Stream):
+class _Replay(Forwarding):
     """``first``, then the rest of ``inner``: what a server behind a preread reads."""
 
     def __init__(self, first: bytes, inner: trio.abc.Stream) -> None:
-        self.first, self.inner = first, inner
+        super().__init__(inner)
+        self.first = first
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self.first:
@@ -59,15 +36,6 @@ class _Replay(trio.abc.Stream):
             await trio.lowlevel.checkpoint()
             return chunk
         return bytes(await self.inner.receive_some(max_bytes))
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.inner.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.inner.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 @pytest.fixture(params=[ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3], ids=["tls12", "tls13"])
@@ -93,9 +61,7 @@ async def test_the_hello_and_not_one_byte_more(client_context: ssl.SSLContext) -
             )
             assert parsed.alpn_protocols == ("h2", "http/1.1")
             await client.send_eof()
-            rest = b""
-            while chunk := await server.receive_some():
-                rest += chunk
+            rest = await receive_to_eof(server)
     assert rest == b"\x17\x03\x03\x00\x04next"
 
 
@@ -103,7 +69,7 @@ async def test_one_byte_per_receive_then_a_server_completes_the_handshake(
     tls_ca: TLSTestCA, client_context: ssl.SSLContext
 ) -> None:
     client_end, server_end = trio.testing.memory_stream_pair()
-    slow = _OneByteAtATime(server_end)
+    slow = OneByteAtATime(server_end)
     client = SSLStream(client_end, client_context, server_hostname=SERVER_NAME)
 
     async def talk() -> None:
@@ -141,12 +107,10 @@ async def _refused(
     client, server = trio.testing.memory_stream_pair()
     await client.send_all(data)
     await client.aclose()
-    reader = _OneByteAtATime(server) if one_byte else server
+    reader = OneByteAtATime(server) if one_byte else server
     with trio.fail_after(10), pytest.raises(ClientHelloError) as caught:
         await read_client_hello(reader, max_bytes=max_bytes)
-    rest = b""
-    while chunk := await server.receive_some():
-        rest += chunk
+    rest = await receive_to_eof(server)
     # What was read is on the error, the rest still in the stream: nothing is lost.
     assert caught.value.received + rest == data
     return caught.value, rest

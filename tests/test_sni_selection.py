@@ -8,18 +8,17 @@ import re
 import ssl
 import sys
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any
 
 import pytest
 import trio
 
-from trio_tls import SSLListener, SSLStream, select_context_by_sni, serve_ssl_over_tcp
+from trio_tls import SSLStream, select_context_by_sni
 from trio_tls._sni import lookup_name
 from trio_tls.testing import TLSTestCA, TLSVersionName, handshake_pair
 
 from .helpers.peers import openssl_flag, require_tool, run_tool
-from .helpers.streams import port_of
+from .helpers.streams import serving
 
 
 def test_sni_lookup_rules() -> None:
@@ -63,11 +62,7 @@ async def test_sni_selects_the_certificate_openssl_s_client(
             done = await run_tool(command)
         return done.returncode, done.stdout.decode(errors="replace")
 
-    async with trio.open_nursery() as nursery:
-        listeners: list[SSLListener[trio.SocketStream]] = await nursery.start(
-            partial(serve_ssl_over_tcp, hello, 0, default, host="127.0.0.1")
-        )
-        port = port_of(listeners[0])
+    async with serving(hello, default) as port:
         for name in ("alpha.example", "beta.example"):
             code, out = await ask(port, name)
             assert code == 0 and "served by False" in out, out
@@ -76,7 +71,6 @@ async def test_sni_selects_the_certificate_openssl_s_client(
             assert code != 0
         else:
             assert code == 0 and "served by True" in out, out
-        nursery.cancel_scope.cancel()
 
 
 # Internationalised names: clients send A-labels (RFC 6066), keys may be U-labels.

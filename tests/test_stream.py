@@ -9,7 +9,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any, cast
+from typing import cast
 
 import pytest
 import trio
@@ -30,7 +30,7 @@ from trio_tls.testing import (
     tls_memory_stream_pair,
 )
 
-from .helpers.streams import MEMORY_AND_TCP, Transports, handshaken_pair
+from .helpers.streams import MEMORY_AND_TCP, Transports, handshaken_pair, receive_to_eof
 
 
 async def expect_broken(
@@ -480,16 +480,6 @@ async def test_tls_inside_tls(tls_ca: TLSTestCA, tls_version: TLSVersionName) ->
 # -- half-close ------------------------------------------------------------------------
 
 
-async def read_to_eof(stream: SSLStream[Any]) -> bytes:
-    data = bytearray()
-    for _ in range(10_000):
-        chunk = await stream.receive_some()
-        if not chunk:
-            return bytes(data)
-        data += chunk
-    raise AssertionError("no end of stream")
-
-
 @pytest.mark.parametrize("transports", MEMORY_AND_TCP)
 async def test_half_close_request_then_reply(
     tls_ca: TLSTestCA, tls_version: TLSVersionName, transports: Transports
@@ -506,10 +496,10 @@ async def test_half_close_request_then_reply(
             await client.send_eof()  # a second call does nothing
             with pytest.raises(trio.ClosedResourceError, match="send_eof"):
                 await client.send_all(b"more")
-            assert await read_to_eof(server) == b"request"
+            assert await receive_to_eof(server) == b"request"
             await server.send_all(b"reply after your EOF")
             await server.aclose()
-            assert await read_to_eof(client) == b"reply after your EOF"
+            assert await receive_to_eof(client) == b"reply after your EOF"
             assert await client.receive_some() == b""  # both close_notifys: still EOF
 
 

@@ -41,6 +41,7 @@ from ..helpers.cli import (
 )
 from ..helpers.payloads import digest, random_payload
 from ..helpers.peers import curl_flags, free_port, openssl_flag, require_tool
+from ..helpers.streams import receive_to_eof, serving
 
 VERSIONS = [pytest.param("1.2", id="tls12"), pytest.param("1.3", id="tls13")]
 NAMES = ["a.example", "www.b.example", "c.example"]
@@ -220,11 +221,7 @@ async def _half_close_run(
     """Run ``client`` against ``backend`` (a trio_tls server for d.example) through a router."""
     server_context = _pin(ssl.create_default_context(ssl.Purpose.CLIENT_AUTH), version)
     tls_ca.ca.issue_cert("d.example").configure_cert(server_context)
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(
-            partial(trio_tls.serve_ssl_over_tcp, backend, 0, server_context, host="127.0.0.1")
-        )
-        backend_port = listeners[0].transport_listener.socket.getsockname()[1]
+    async with serving(backend, server_context) as backend_port:
         with route("--to", f"d.example=127.0.0.1:{backend_port}") as router:
             with trio.fail_after(RUN_TIMEOUT):
                 tcp = await trio.open_tcp_stream("127.0.0.1", port_of(router))
@@ -237,7 +234,6 @@ async def _half_close_run(
             pattern = rb"\d\d:\d\d:\d\d  .* d\.example .*\n"
             match = await trio.to_thread.run_sync(read_until, router, pattern)
             line = match[0].decode()
-        nursery.cancel_scope.cancel()
     assert line.endswith("  closed\n"), line
     assert f"127.0.0.1:{backend_port}" in line
     # Both ways carried the megabyte and the handshake.
@@ -254,20 +250,14 @@ async def test_client_half_closes_while_the_backend_still_sends(
     got: dict[str, bytes] = {}
 
     async def backend(stream: trio_tls.SSLStream[trio.SocketStream]) -> None:
-        request = b""
-        while chunk := await stream.receive_some():
-            request += chunk
-        got["request"] = request
+        got["request"] = await receive_to_eof(stream)
         await stream.send_all(PAYLOAD)  # after the client's EOF: the half-close
         await stream.aclose()
 
     async def client(stream: trio_tls.SSLStream[trio.SocketStream]) -> bytes:
         await stream.send_all(b"all I have to say")
         await stream.send_eof()
-        reply = bytearray()
-        while chunk := await stream.receive_some():
-            reply += chunk
-        return bytes(reply)
+        return await receive_to_eof(stream)
 
     reply = await _half_close_run(tls_ca, version, backend, client)
     assert got["request"] == b"all I have to say"
@@ -283,18 +273,13 @@ async def test_backend_half_closes_while_the_client_still_sends(
     async def backend(stream: trio_tls.SSLStream[trio.SocketStream]) -> None:
         await stream.send_all(b"go ahead")
         await stream.send_eof()
-        upload = bytearray()
-        while chunk := await stream.receive_some():
-            upload += chunk
-        got["upload"] = bytes(upload)
+        got["upload"] = await receive_to_eof(stream)
 
     async def client(stream: trio_tls.SSLStream[trio.SocketStream]) -> bytes:
-        reply = bytearray()
-        while chunk := await stream.receive_some():
-            reply += chunk
+        reply = await receive_to_eof(stream)
         await stream.send_all(PAYLOAD)  # after the backend's EOF
         await stream.aclose()
-        return bytes(reply)
+        return reply
 
     assert await _half_close_run(tls_ca, version, backend, client) == b"go ahead"
     assert digest(got["upload"]) == digest(PAYLOAD)

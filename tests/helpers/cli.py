@@ -20,7 +20,6 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -29,6 +28,8 @@ import trustme
 
 import trio_tls
 from trio_tls import _cli
+
+from .streams import serving
 
 #: Generous for one CLI run on a loaded 2-core machine; a run takes ~0.5 s.
 RUN_TIMEOUT = 30.0
@@ -172,12 +173,8 @@ async def presenting(cert: trustme.LeafCert, version: str) -> AsyncIterator[int]
                 pass
         await trio.aclose_forcefully(stream)
 
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(
-            partial(trio_tls.serve_ssl_over_tcp, drain, 0, ctx, host="127.0.0.1")
-        )
-        yield listeners[0].transport_listener.socket.getsockname()[1]
-        nursery.cancel_scope.cancel()
+    async with serving(drain, ctx) as port:
+        yield port
 
 
 def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[object, str]:

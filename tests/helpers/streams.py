@@ -37,11 +37,56 @@ async def receive_exactly(stream: trio.abc.ReceiveStream, size: int) -> bytes:
     return bytes(data)
 
 
+async def receive_to_eof(stream: trio.abc.ReceiveStream) -> bytes:
+    """Everything up to a clean end of stream, in at most 10,000 receive_some calls."""
+    data = bytearray()
+    for _ in range(10_000):
+        chunk = await stream.receive_some()
+        if not chunk:
+            return bytes(data)
+        data += chunk
+    raise AssertionError(f"no end of stream after {len(data)} bytes")
+
+
 async def both(*sides: Callable[[], Awaitable[object]]) -> None:
     """Run each side in its own task, as two real peers would, and wait for all."""
     async with trio.open_nursery() as nursery:
         for side in sides:
             nursery.start_soon(side)
+
+
+class Forwarding(trio.abc.Stream):
+    """Passes every call through to ``inner``; a subclass changes the one it tests."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class OneByteAtATime(Forwarding):
+    """A transport whose every receive_some returns at most one byte, as TCP may.
+
+    ``asked`` lists the ``max_bytes`` of each call, in order.
+    """
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        super().__init__(inner)
+        self.asked: list[int | None] = []
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        self.asked.append(max_bytes)
+        return bytes(await self.inner.receive_some(1))
 
 
 def port_of(listener: SSLListener[trio.SocketStream]) -> int:
