@@ -100,7 +100,7 @@ class ChoosingEngine(TLSEngine):
     no more than ``DEFAULT_MAX_HELLO_BYTES`` of it.
     """
 
-    __slots__ = ("_chosen", "_ended", "_following", "_reader")
+    __slots__ = ("_ended", "_following", "_reader")
 
     def __init__(
         self,
@@ -114,7 +114,6 @@ class ChoosingEngine(TLSEngine):
         # every connection (a few percent of a whole handshake), and nothing reads
         # it before install() on a server's usual path.
         super().__init__(None, server_side=server_side, server_hostname=None)
-        self._chosen: ssl.SSLObject | None = None
         self._reader = HelloReader()
         # feed() gives the reader the bytes until the hello is whole or unreadable,
         # and then skips it: the rest of the connection pays for nothing here.
@@ -123,20 +122,21 @@ class ChoosingEngine(TLSEngine):
         # is still in it, unread.)
         self._ended = False
 
-    @property
-    def obj(self) -> ssl.SSLObject:
-        """The chosen context's SSLObject; before :meth:`install`, a placeholder
-        created on first use, which never sees a byte (``version()`` is None, as
-        before any handshake)."""
-        chosen = self._chosen
-        if chosen is None:
-            chosen = _placeholder().wrap_bio(self._in, self._out, server_side=True)
-            self._set_obj(chosen)
-        return chosen
+    if not TYPE_CHECKING:  # for mypy, ``obj`` is the SSLObject slot it always is
 
-    @obj.setter
-    def obj(self, value: ssl.SSLObject) -> None:
-        self._chosen = value
+        def __getattr__(self, name: str) -> ssl.SSLObject:
+            """Only called while the ``obj`` slot is empty, before :meth:`install`:
+            a placeholder SSLObject, created on first use, that never sees a byte
+            (``version()`` is None, as before any handshake).
+
+            Not a property: the handshake reads ``obj`` a dozen times, and a
+            property would run Python code for every read of every connection,
+            where a filled slot costs nothing.
+            """
+            if name != "obj":
+                raise AttributeError(name)
+            self._set_obj(_placeholder().wrap_bio(self._in, self._out, server_side=True))
+            return self.obj
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         self._in.write(data)

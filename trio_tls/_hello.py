@@ -309,32 +309,52 @@ def _vector(data: bytes, pos: int, width: int) -> tuple[int, int]:
 
 
 def _fields(body: bytes) -> tuple[bytes | None, tuple[str, ...], tuple[ssl.TLSVersion, ...]]:
-    if len(body) < 2 + 32:
+    # Lengths are read by indexing rather than with _vector(): three function calls
+    # and three slices fewer, on every handshake. Each check matches _vector's.
+    size = len(body)
+    if size < 2 + 32 + 1:
         raise _Short
-    offered = [int.from_bytes(body[:2], "big")]  # the legacy version
-    pos = 2 + 32  # after the random
-    for width in (1, 2, 1):  # session id, cipher suites, compression methods
-        pos = _vector(body, pos, width)[1]
+    pos = 2 + 32 + 1 + body[2 + 32]  # after the random and the session id
+    if pos + 2 > size:
+        raise _Short
+    pos += 2 + ((body[pos] << 8) | body[pos + 1])  # after the cipher suites
+    if pos + 1 > size:
+        raise _Short
+    pos += 1 + body[pos]  # after the compression methods
+    if pos > size:
+        raise _Short
     name: bytes | None = None
     alpn: tuple[str, ...] = ()
-    if pos < len(body):  # extensions are optional
-        pos, end = _vector(body, pos, 2)
-        header = _EXTENSION_HEADER.unpack_from  # looked up once: a hello has ~15
-        while pos < end:
-            start = pos + 4
-            if start > end:
-                raise _Short
-            kind, size = header(body, pos)
-            pos = start + size
-            if pos > end:
-                raise _Short
-            if kind == _SERVER_NAME_EXTENSION:
-                name = _host_name(body[start:pos])
-            elif kind == _ALPN_EXTENSION:
-                alpn = _alpn(body[start:pos])
-            elif kind == _SUPPORTED_VERSIONS_EXTENSION:
-                offered = _versions(body[start:pos])
+    offered: list[int] | None = None
+    if pos < size:  # extensions are optional
+        name, alpn, offered = _extensions(body, *_vector(body, pos, 2))
+    if offered is None:  # no supported_versions: the legacy version
+        offered = [(body[0] << 8) | body[1]]
     return name, alpn, tuple([_VERSIONS[v] for v in offered if v in _VERSIONS])
+
+
+def _extensions(
+    body: bytes, pos: int, end: int
+) -> tuple[bytes | None, tuple[str, ...], list[int] | None]:
+    name: bytes | None = None
+    alpn: tuple[str, ...] = ()
+    offered: list[int] | None = None
+    header = _EXTENSION_HEADER.unpack_from  # looked up once: a hello has ~15
+    while pos < end:
+        start = pos + 4
+        if start > end:
+            raise _Short
+        kind, length = header(body, pos)
+        pos = start + length
+        if pos > end:
+            raise _Short
+        if kind == _SERVER_NAME_EXTENSION:
+            name = _host_name(body[start:pos])
+        elif kind == _ALPN_EXTENSION:
+            alpn = _alpn(body[start:pos])
+        elif kind == _SUPPORTED_VERSIONS_EXTENSION:
+            offered = _versions(body[start:pos])
+    return name, alpn, offered
 
 
 def _host_name(content: bytes) -> bytes | None:
@@ -360,7 +380,7 @@ def _versions(content: bytes) -> list[int]:
     start, end = _vector(content, 0, 1)
     if (end - start) % 2:
         raise _Short
-    return [int.from_bytes(content[i : i + 2], "big") for i in range(start, end, 2)]
+    return [(content[i] << 8) | content[i + 1] for i in range(start, end, 2)]
 
 
 def _names(raw: bytes | None) -> tuple[str | None, str | None]:
