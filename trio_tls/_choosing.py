@@ -18,8 +18,8 @@ options, the minimum and maximum versions, the cipher lists, the groups, the num
 of TLS 1.3 tickets, and the session cache and ticket keys (which stay those of the
 first context, so a ticket issued for one name would be accepted by another).
 Creating the connection from the chosen context means none of these can disagree
-with it. Until then a placeholder ``SSLObject`` answers the stream's queries
-(``version()`` is None, as before any handshake).
+with it. Until then a placeholder ``SSLObject``, created only if something asks,
+answers the stream's queries (``version()`` is None, as before any handshake).
 
 When the chooser fails, OpenSSL still sends the alert: the connection is created
 from a context whose ``sni_callback`` refuses every hello with it
@@ -110,9 +110,9 @@ class ChoosingEngine(TLSEngine):
         server_hostname: str | None,
         session: ssl.SSLSession | None = None,
     ) -> None:
-        # No SSLObject yet: creating one costs an SSL_new and a Python object on
-        # every connection (a few percent of a whole handshake), and nothing reads
-        # it before install() on a server's usual path.
+        # No SSLObject yet: a placeholder would cost an SSL_new and a Python object
+        # on every connection, and nothing reads it before install() on a server's
+        # usual path (__getattr__ creates one for whatever does).
         super().__init__(None, server_side=server_side, server_hostname=None)
         self._reader = HelloReader()
         # feed() gives the reader the bytes until the hello is whole or unreadable,
@@ -162,8 +162,9 @@ class ChoosingEngine(TLSEngine):
     def install(self, context: ssl.SSLContext) -> None:
         """Create the connection from ``context``; it reads the hello held in the BIO.
 
-        Raises ``ValueError`` for a client context (CPython refuses to create a
-        server connection from one), leaving the engine as it was.
+        Raises ``ssl.SSLError`` (``ValueError`` on some Python versions) for a client
+        context, from which CPython refuses to create a server connection, leaving
+        the engine as it was.
         """
         self._set_obj(context.wrap_bio(self._in, self._out, server_side=True))
 
