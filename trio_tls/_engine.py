@@ -125,15 +125,8 @@ class TLSEngine:
         self._out = ssl.MemoryBIO()
         self._sslobj: Any = None
         if context is not None:
-            self._set_obj(
-                context.wrap_bio(
-                    self._in,
-                    self._out,
-                    server_side=server_side,
-                    server_hostname=server_hostname,
-                    session=session,
-                )
-            )
+            wrap = context.wrap_bio
+            self._set_obj(wrap(self._in, self._out, server_side, server_hostname, session))
         #: Ciphertext held back until the next send (TLS 1.3 server tickets).
         self.delayed: bytes = b""
         #: The peer's close_notify has been read: every later read returns b"".
@@ -161,11 +154,8 @@ class TLSEngine:
         self._pending_out = b""
         # A server with an SNI callback follows the ClientHello until it has seen its
         # server name (see trio_tls._hello); None otherwise.
-        self._hello: HelloReader | None = (
-            HelloReader()
-            if server_side and context is not None and context.sni_callback is not None
-            else None
-        )
+        sni = context is not None and context.sni_callback is not None
+        self._hello: HelloReader | None = HelloReader() if server_side and sni else None
 
     def _set_obj(self, obj: ssl.SSLObject) -> None:
         self.obj = obj
