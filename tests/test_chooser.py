@@ -203,6 +203,31 @@ async def test_statistics_report_time_spent_choosing(tls_ca: TLSTestCA) -> None:
     assert seen[0] is not None and seen[0] >= 0.05
 
 
+async def test_a_stream_answers_before_its_hello_arrives(tls_ca: TLSTestCA) -> None:
+    """Before the ClientHello, a choosing server stream answers as any server stream
+    before its handshake: no version, no cipher, statistics with nothing negotiated."""
+    chosen = server_context_for(tls_ca, "a.example")
+
+    async def choose(hello: ClientHello) -> ssl.SSLContext:
+        return chosen
+
+    server_transport, client_transport = trio.testing.memory_stream_pair()
+    server = SSLStream(server_transport, choose, server_side=True)
+    stats = server.statistics()
+    assert (stats.version, stats.cipher, stats.choose_duration) == (None, None, None)
+    assert server.server_side and server.server_hostname is None
+    assert server.ssl_object.version() is None  # a placeholder until the choice
+    assert "server" in repr(server)
+    client = SSLStream(client_transport, tls_ca.client_context(), server_hostname="a.example")
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.do_handshake)
+            nursery.start_soon(client.do_handshake)
+    assert server.version() == client.version() is not None
+    assert server.context is chosen and server.ssl_object.context is chosen
+    assert server.statistics().choose_duration is not None
+
+
 # -- failures: the alert, the error, the log ------------------------------------------------
 
 

@@ -18,8 +18,8 @@ options, the minimum and maximum versions, the cipher lists, the groups, the num
 of TLS 1.3 tickets, and the session cache and ticket keys (which stay those of the
 first context, so a ticket issued for one name would be accepted by another).
 Creating the connection from the chosen context means none of these can disagree
-with it. Until then a placeholder ``SSLObject`` answers the stream's queries
-(``version()`` is None, as before any handshake).
+with it. Until then a placeholder ``SSLObject``, created only if something asks,
+answers the stream's queries (``version()`` is None, as before any handshake).
 
 When the chooser fails, OpenSSL still sends the alert: the connection is created
 from a context whose ``sni_callback`` refuses every hello with it
@@ -100,7 +100,7 @@ class ChoosingEngine(TLSEngine):
     no more than ``DEFAULT_MAX_HELLO_BYTES`` of it.
     """
 
-    __slots__ = ("_ended", "_reader")
+    __slots__ = ("_ended", "_following", "_reader")
 
     def __init__(
         self,
@@ -110,16 +110,40 @@ class ChoosingEngine(TLSEngine):
         server_hostname: str | None,
         session: ssl.SSLSession | None = None,
     ) -> None:
-        # The placeholder's SSLObject never sees a byte; install() replaces it.
-        super().__init__(context, server_side=server_side, server_hostname=None)
+        # No SSLObject yet: a placeholder would cost an SSL_new and a Python object
+        # on every connection, and nothing reads it before install() on a server's
+        # usual path (__getattr__ creates one for whatever does).
+        super().__init__(None, server_side=server_side, server_hostname=None)
         self._reader = HelloReader()
+        # feed() gives the reader the bytes until the hello is whole or unreadable,
+        # and then skips it: the rest of the connection pays for nothing here.
+        self._following = True
         # The transport ended. (MemoryBIO.eof stays False while the held-back hello
         # is still in it, unread.)
         self._ended = False
 
+    if not TYPE_CHECKING:  # for mypy, ``obj`` is the SSLObject slot it always is
+
+        def __getattr__(self, name: str) -> ssl.SSLObject:
+            """Only called while the ``obj`` slot is empty, before :meth:`install`:
+            a placeholder SSLObject, created on first use, that never sees a byte
+            (``version()`` is None, as before any handshake).
+
+            Not a property: the handshake reads ``obj`` a dozen times, and a
+            property would run Python code for every read of every connection,
+            where a filled slot costs nothing.
+            """
+            if name != "obj":
+                raise AttributeError(name)
+            self._set_obj(_placeholder().wrap_bio(self._in, self._out, server_side=True))
+            return self.obj
+
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         self._in.write(data)
-        self._reader.follow(data)
+        if self._following:
+            reader = self._reader
+            reader.follow(data)
+            self._following = reader.hello is None and reader.error is None
 
     def feed_eof(self) -> None:
         self._in.write_eof()
@@ -136,14 +160,36 @@ class ChoosingEngine(TLSEngine):
         return Step(b"", False, True, _truncated(reader.taken))
 
     def install(self, context: ssl.SSLContext) -> None:
-        """Create the connection from ``context``; it reads the hello held in the BIO."""
-        self.obj = context.wrap_bio(self._in, self._out, server_side=True)
-        self._sslobj = getattr(self.obj, "_sslobj", self.obj)
+        """Create the connection from ``context``; it reads the hello held in the BIO.
+
+        Raises ``ssl.SSLError`` (``ValueError`` on some Python versions) for a client
+        context, from which CPython refuses to create a server connection, leaving
+        the engine as it was.
+        """
+        self._set_obj(context.wrap_bio(self._in, self._out, server_side=True))
 
     def refuse(self, alert: int) -> bytes:
         """Fail the hello with ``alert``; returns the alert record OpenSSL produced."""
         self.install(_refusing(alert))
         return self.handshake().to_send
+
+
+def _install(engine: ChoosingEngine, context: object) -> None:
+    """Install what a chooser returned, or raise TypeError for what is no server context.
+
+    A client context is left to ``wrap_bio`` to refuse, and only then is
+    ``context.protocol`` asked why: that property builds an enum member on every
+    call, so checking it first would cost every handshake, not only the chooser
+    that is wrong.
+    """
+    if isinstance(context, ssl.SSLContext):
+        try:
+            engine.install(context)
+            return
+        except (ValueError, ssl.SSLError):
+            if context.protocol != ssl.PROTOCOL_TLS_CLIENT:
+                raise
+    raise TypeError(f"the chooser returned {context!r}, not a server ssl.SSLContext")
 
 
 def _truncated(held: int) -> ClientHelloError:
@@ -190,19 +236,14 @@ class Choice:
         self.running = True
         try:
             context = await self._chooser(read)
-            if (
-                not isinstance(context, ssl.SSLContext)
-                or context.protocol == ssl.PROTOCOL_TLS_CLIENT
-            ):
-                raise TypeError(f"the chooser returned {context!r}, not a server ssl.SSLContext")
+            self.running = False
+            _install(engine, context)
         except Exception as exc:
             self.running = False
             message = f"choosing the context for {_describe(read)} failed: {exc!r}"
             await self._refuse(driver, message, exc)
         finally:
             self.seconds = time.perf_counter() - started
-        self.running = False
-        engine.install(context)
 
     async def too_slow(self, driver: Driver, seconds: float | None) -> None:
         """If the handshake deadline expired while the chooser ran: refuse, and raise."""

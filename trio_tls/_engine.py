@@ -109,28 +109,24 @@ class TLSEngine:
         "ragged_eof_ok",
     )
 
+    #: The connection's SSLObject.
+    obj: ssl.SSLObject
+
     def __init__(
         self,
-        context: ssl.SSLContext,
+        context: ssl.SSLContext | None,
         *,
         server_side: bool,
         server_hostname: str | None,
         session: ssl.SSLSession | None = None,
     ) -> None:
+        """``context`` None: a subclass creates :attr:`obj` later, with :meth:`_set_obj`."""
         self._in = ssl.MemoryBIO()
         self._out = ssl.MemoryBIO()
-        self.obj: ssl.SSLObject = context.wrap_bio(
-            self._in,
-            self._out,
-            server_side=server_side,
-            server_hostname=server_hostname,
-            session=session,
-        )
-        # SSLObject.read/write are one-line Python wrappers around the C object in
-        # ``_sslobj``; calling it directly saves a Python frame on every record (the
-        # hot loops below). ``_sslobj`` is private, so fall back to the public object
-        # (same read(len)/write(data) signatures) on an interpreter without it.
-        self._sslobj: Any = getattr(self.obj, "_sslobj", self.obj)
+        self._sslobj: Any = None
+        if context is not None:
+            wrap = context.wrap_bio
+            self._set_obj(wrap(self._in, self._out, server_side, server_hostname, session))
         #: Ciphertext held back until the next send (TLS 1.3 server tickets).
         self.delayed: bytes = b""
         #: The peer's close_notify has been read: every later read returns b"".
@@ -158,9 +154,16 @@ class TLSEngine:
         self._pending_out = b""
         # A server with an SNI callback follows the ClientHello until it has seen its
         # server name (see trio_tls._hello); None otherwise.
-        self._hello: HelloReader | None = (
-            HelloReader() if server_side and context.sni_callback is not None else None
-        )
+        sni = context is not None and context.sni_callback is not None
+        self._hello: HelloReader | None = HelloReader() if server_side and sni else None
+
+    def _set_obj(self, obj: ssl.SSLObject) -> None:
+        self.obj = obj
+        # SSLObject.read/write are one-line Python wrappers around the C object in
+        # ``_sslobj``; calling it directly saves a Python frame on every record (the
+        # hot loops below). ``_sslobj`` is private, so fall back to the public object
+        # (same read(len)/write(data) signatures) on an interpreter without it.
+        self._sslobj = getattr(obj, "_sslobj", obj)
 
     # -- feeding ciphertext in --------------------------------------------------------
 

@@ -21,7 +21,6 @@ post-quantum key shares make it happen), up to ``max_bytes`` in all. No trio, no
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import ssl
 import struct
@@ -170,12 +169,20 @@ class HelloReader:
         """Like :meth:`feed`, for an engine that keeps every byte anyway: an error is
         only kept in :attr:`error`, for its next handshake step to act on."""
         if self.wanted:
-            with contextlib.suppress(ClientHelloError):
+            # Not contextlib.suppress: this runs on every handshake of a server with a
+            # chooser, and a try statement costs nothing when nothing is raised.
+            try:  # noqa: SIM105
                 self.feed(data)
+            except ClientHelloError:
+                pass
 
     def _feed(self, data: memoryview) -> int:
-        if self.taken == 0 and data and data[0] != _HANDSHAKE_RECORD:
-            raise _not_tls(bytes(data[:16]))
+        if self.taken == 0 and data:
+            if data[0] != _HANDSHAKE_RECORD:
+                raise _not_tls(bytes(data[:16]))
+            whole = self._whole_record_hello(data)
+            if whole:
+                return whole
         pos = 0
         while pos < len(data) and self.hello is None:
             chunk = data[pos : pos + self.wanted]
@@ -190,6 +197,27 @@ class HelloReader:
                 self._header += chunk
                 self._header_progress()
         return pos
+
+    def _whole_record_hello(self, data: memoryview) -> int:
+        """The usual first read, a hello in one record all there: parse it at once.
+
+        Returns the bytes taken, or 0 to leave ``data`` to the general loop (which
+        also raises every error, so this path only ever accepts). It checks what the
+        loop would (record header, bound, message type and length) and skips
+        building the header and message buffers byte range by byte range, which
+        costs more than parsing the fields themselves.
+        """
+        if len(data) < _RECORD_HEADER + 4 or data[1] != 3:
+            return 0
+        length = (data[3] << 8) | data[4]
+        end = _RECORD_HEADER + length
+        if not 4 <= length <= _MAX_FRAGMENT or end > len(data) or end > self._max:
+            return 0
+        if data[5] != _CLIENT_HELLO or int.from_bytes(data[6:9], "big") != length - 4:
+            return 0
+        self.taken = end
+        self.hello = _hello_from(bytes(data[9:end]))
+        return end
 
     def _header_progress(self) -> None:
         header = self._header
@@ -281,31 +309,52 @@ def _vector(data: bytes, pos: int, width: int) -> tuple[int, int]:
 
 
 def _fields(body: bytes) -> tuple[bytes | None, tuple[str, ...], tuple[ssl.TLSVersion, ...]]:
-    if len(body) < 2 + 32:
+    # Lengths are read by indexing rather than with _vector(): three function calls
+    # and three slices fewer, on every handshake. Each check matches _vector's.
+    size = len(body)
+    if size < 2 + 32 + 1:
         raise _Short
-    offered = [int.from_bytes(body[:2], "big")]  # the legacy version
-    pos = 2 + 32  # after the random
-    for width in (1, 2, 1):  # session id, cipher suites, compression methods
-        pos = _vector(body, pos, width)[1]
+    pos = 2 + 32 + 1 + body[2 + 32]  # after the random and the session id
+    if pos + 2 > size:
+        raise _Short
+    pos += 2 + ((body[pos] << 8) | body[pos + 1])  # after the cipher suites
+    if pos + 1 > size:
+        raise _Short
+    pos += 1 + body[pos]  # after the compression methods
+    if pos > size:
+        raise _Short
     name: bytes | None = None
     alpn: tuple[str, ...] = ()
-    if pos < len(body):  # extensions are optional
-        pos, end = _vector(body, pos, 2)
-        while pos < end:
-            if pos + 4 > end:
-                raise _Short
-            kind, size = _EXTENSION_HEADER.unpack_from(body, pos)
-            start = pos + 4
-            pos = start + size
-            if pos > end:
-                raise _Short
-            if kind == _SERVER_NAME_EXTENSION:
-                name = _host_name(body[start:pos])
-            elif kind == _ALPN_EXTENSION:
-                alpn = _alpn(body[start:pos])
-            elif kind == _SUPPORTED_VERSIONS_EXTENSION:
-                offered = _versions(body[start:pos])
-    return name, alpn, tuple(_VERSIONS[v] for v in offered if v in _VERSIONS)
+    offered: list[int] | None = None
+    if pos < size:  # extensions are optional
+        name, alpn, offered = _extensions(body, *_vector(body, pos, 2))
+    if offered is None:  # no supported_versions: the legacy version
+        offered = [(body[0] << 8) | body[1]]
+    return name, alpn, tuple([_VERSIONS[v] for v in offered if v in _VERSIONS])
+
+
+def _extensions(
+    body: bytes, pos: int, end: int
+) -> tuple[bytes | None, tuple[str, ...], list[int] | None]:
+    name: bytes | None = None
+    alpn: tuple[str, ...] = ()
+    offered: list[int] | None = None
+    header = _EXTENSION_HEADER.unpack_from  # looked up once: a hello has ~15
+    while pos < end:
+        start = pos + 4
+        if start > end:
+            raise _Short
+        kind, length = header(body, pos)
+        pos = start + length
+        if pos > end:
+            raise _Short
+        if kind == _SERVER_NAME_EXTENSION:
+            name = _host_name(body[start:pos])
+        elif kind == _ALPN_EXTENSION:
+            alpn = _alpn(body[start:pos])
+        elif kind == _SUPPORTED_VERSIONS_EXTENSION:
+            offered = _versions(body[start:pos])
+    return name, alpn, offered
 
 
 def _host_name(content: bytes) -> bytes | None:
@@ -331,7 +380,7 @@ def _versions(content: bytes) -> list[int]:
     start, end = _vector(content, 0, 1)
     if (end - start) % 2:
         raise _Short
-    return [int.from_bytes(content[i : i + 2], "big") for i in range(start, end, 2)]
+    return [(content[i] << 8) | content[i + 1] for i in range(start, end, 2)]
 
 
 def _names(raw: bytes | None) -> tuple[str | None, str | None]:

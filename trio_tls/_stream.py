@@ -132,14 +132,16 @@ class SSLStream(
 
     def statistics(self) -> TLSStatistics:
         """Counters and negotiated parameters; cheap enough to call often."""
-        obj = self._engine.obj
         done = self._engine.handshook
-        cipher = obj.cipher() if done else None
+        # Before the handshake nothing is asked of the SSLObject: a server choosing
+        # its context has none yet, and would create a placeholder just to answer.
+        obj = self._engine.obj if done else None
+        cipher = obj.cipher() if obj else None
         return TLSStatistics(
-            version=obj.version() if done else None,
+            version=obj.version() if obj else None,
             cipher=cipher[0] if cipher else None,
-            alpn_protocol=obj.selected_alpn_protocol() if done else None,
-            session_reused=obj.session_reused if done else False,
+            alpn_protocol=obj.selected_alpn_protocol() if obj else None,
+            session_reused=obj.session_reused if obj else False,
             handshake_duration=self._handshake_seconds,
             choose_duration=self._choice.seconds if self._choice else None,
             **self._counters.as_dict(),
