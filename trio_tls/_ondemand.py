@@ -124,7 +124,7 @@ class ContextCache:
         result goes to the hello that started it and is neither cached nor
         remembered if it fails; the hellos waiting for it load again.
         """
-        key = name.lower().rstrip(".")
+        key = _key(name)
         self._contexts.pop(key, None)
         self._failures.pop(key, None)
         flight = self._flights.get(key)
@@ -159,7 +159,7 @@ class ContextCache:
                     "the client sent no server name (SNI), and no default_name is set"
                 )
             name = self._default_name
-        name = name.lower().rstrip(".")
+        name = _key(name)
         if len(name) > 253 or not _HOST_NAME.fullmatch(name):
             raise LookupError(f"{name!r} is not a host name")
         if self._allow is not None and not self._allow(name):
@@ -205,6 +205,12 @@ class ContextCache:
         self._failures.move_to_end(name)
         if len(self._failures) > self._max:
             self._failures.popitem(last=False)
+
+
+def _key(name: str) -> str:
+    """The cache's key for ``name``: one spelling for hellos and :meth:`ContextCache.forget`,
+    so that forgetting ``"A.example."`` drops what a hello for ``a.example`` loaded."""
+    return name.lower().rstrip(".")
 
 
 def _again(name: str, error: Exception) -> Exception:
